@@ -1,0 +1,114 @@
+//! Packed, unpadded batches: every sequence's tokens back to back, with prefix-sum offsets
+//! (`cu_seqlens`) and per-token positions. Every backend consumes this one layout.
+
+/// A batch of token sequences laid out without padding.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PackedBatch {
+    /// All tokens, sequence after sequence.
+    pub token_ids: Vec<u32>,
+    /// Position of each token inside its own sequence (0-based, restarts per sequence).
+    pub positions: Vec<u32>,
+    /// `cu_seqlens[s]..cu_seqlens[s + 1]` are the tokens of sequence `s`; starts with 0.
+    pub cu_seqlens: Vec<u32>,
+    pub max_seqlen: usize,
+}
+
+impl PackedBatch {
+    pub fn new() -> Self {
+        PackedBatch {
+            cu_seqlens: vec![0],
+            ..Default::default()
+        }
+    }
+
+    /// Packs `sequences` in the given order.
+    pub fn from_sequences<'a>(sequences: impl IntoIterator<Item = &'a [u32]>) -> Self {
+        let mut batch = PackedBatch::new();
+        for s in sequences {
+            batch.push(s);
+        }
+        batch
+    }
+
+    pub fn push(&mut self, ids: &[u32]) {
+        self.token_ids.extend_from_slice(ids);
+        self.positions.extend(0..ids.len() as u32);
+        self.cu_seqlens.push(self.token_ids.len() as u32);
+        self.max_seqlen = self.max_seqlen.max(ids.len());
+    }
+
+    pub fn clear(&mut self) {
+        self.token_ids.clear();
+        self.positions.clear();
+        self.cu_seqlens.clear();
+        self.cu_seqlens.push(0);
+        self.max_seqlen = 0;
+    }
+
+    pub fn num_seqs(&self) -> usize {
+        self.cu_seqlens.len() - 1
+    }
+
+    pub fn num_tokens(&self) -> usize {
+        self.token_ids.len()
+    }
+
+    /// Token range of sequence `s`.
+    pub fn seq_range(&self, s: usize) -> std::ops::Range<usize> {
+        self.cu_seqlens[s] as usize..self.cu_seqlens[s + 1] as usize
+    }
+}
+
+/// Groups sequence indices into batches of at most `batch_tokens` tokens (a longer sequence
+/// gets a batch of its own) and at most `max_seqs` sequences, shortest first. Sorting by
+/// length keeps similar lengths together, which is what makes attention tiles and GPU
+/// launches efficient; callers restore input order with the returned indices.
+pub fn plan_batches(lengths: &[usize], batch_tokens: usize, max_seqs: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| (lengths[i], i));
+    let mut batches = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    let mut tokens = 0;
+    for i in order {
+        let len = lengths[i];
+        if !current.is_empty() && (tokens + len > batch_tokens || current.len() >= max_seqs.max(1)) {
+            batches.push(std::mem::take(&mut current));
+            tokens = 0;
+        }
+        current.push(i);
+        tokens += len;
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packs_offsets_and_positions() {
+        let b = PackedBatch::from_sequences([&[5u32, 6, 7][..], &[8][..], &[9, 10][..]]);
+        assert_eq!(b.cu_seqlens, vec![0, 3, 4, 6]);
+        assert_eq!(b.positions, vec![0, 1, 2, 0, 0, 1]);
+        assert_eq!(b.max_seqlen, 3);
+        assert_eq!(b.num_seqs(), 3);
+        assert_eq!(b.seq_range(2), 4..6);
+    }
+
+    #[test]
+    fn plan_respects_budget_and_covers_every_index_once() {
+        let lengths = [5, 50, 3, 7, 100, 2, 9];
+        let plan = plan_batches(&lengths, 20, 3);
+        let mut seen: Vec<usize> = plan.iter().flatten().copied().collect();
+        seen.sort();
+        assert_eq!(seen, (0..lengths.len()).collect::<Vec<_>>());
+        for batch in &plan {
+            let tokens: usize = batch.iter().map(|&i| lengths[i]).sum();
+            assert!(batch.len() <= 3);
+            assert!(tokens <= 20 || batch.len() == 1, "{batch:?}");
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! The CUDA backend: fp16 weights and activations, fp32 math inside every kernel, cuBLAS for
+//! the four GEMMs of a layer, the hand-written kernels of `kernels/*.cu` for the rest.
+//!
+//! Layers of this module, bottom up:
+//! - [`runtime`]: finding the driver and cuBLAS (before anything can panic), the context, one
+//!   stream, one cuBLAS handle, device errors as [`Error::Device`], host↔device copies.
+//! - [`kernels`]: loading the kernels (embedded PTX, or NVRTC from the embedded sources), their
+//!   launch configurations, and one checked wrapper per kernel, usable on its own (the GPU
+//!   tests call them one by one against their CPU twins in [`crate::model::cpu::ops`]).
+//! - [`gemm`]: `Y = X·Wᵀ` on row-major fp16 matrices through `cublasGemmEx`.
+//! - [`model`]: [`GpuModel`], the [`Backend`]: weights uploaded once, activation buffers sized
+//!   once from the token budget, the forward pass of spec §3.
+//!
+//! Everything is issued on one stream, so nothing needs cross-stream synchronization: cudarc's
+//! per-buffer event tracking is switched off before the first allocation.
+//!
+//! Environment knobs (for tests and debugging):
+//! - `CROSSRANK_ATTENTION=auto|flash|reference`: attention kernels (see [`AttentionChoice`]);
+//! - `CROSSRANK_KERNELS=auto|ptx|nvrtc`: force the NVRTC path even when PTX is embedded.
+
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::model::Backend;
+use crate::weights::GteTensors;
+
+pub mod gemm;
+pub mod kernels;
+pub mod model;
+pub mod runtime;
+
+pub use kernels::KernelOrigin;
+pub use model::{AttentionChoice, AttentionPath, GpuModel, GpuOptions};
+pub use runtime::{DeviceInfo, Gpu};
+
+/// Re-exported so callers (tests, tools) name the same buffer types the wrappers take.
+pub use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DevicePtr, DevicePtrMut};
+
+/// Loads the model onto CUDA device `index`. Any reason the GPU cannot be used (no driver, no
+/// cuBLAS, no device, a model shape the kernels do not support, out of memory) is an
+/// [`crate::Error::Device`], which `Device::Auto` turns into a CPU fallback.
+pub fn load_backend(tensors: Arc<GteTensors>, index: usize, batch_tokens: Option<usize>) -> Result<Box<dyn Backend>> {
+    let options = GpuOptions {
+        batch_tokens,
+        attention: AttentionChoice::from_env()?,
+        kernels: KernelOrigin::from_env()?,
+    };
+    Ok(Box::new(GpuModel::load(tensors, index, &options)?))
+}
+
+/// How the CUDA kernels were built (shown by `crossrank info` and `--version`), e.g.
+/// "nvcc 13.0.88 (compute_80 PTX)" or "no nvcc at build time: NVRTC at run time".
+pub fn kernel_build_info() -> &'static str {
+    kernels::generated::KERNEL_BUILD_INFO
+}

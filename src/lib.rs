@@ -1,0 +1,35 @@
+//! crossrank: a hand-optimized inference engine for gte-multilingual cross-encoder rerankers.
+//!
+//! Data flow: [`hub`] resolves a model directory → [`config`] + [`weights`] (memory-mapped
+//! safetensors) + [`tokenize`] (pair template and `longest_first` truncation) →
+//! [`batch`] packs token sequences without padding → a [`model::Backend`] (the f32 CPU
+//! reference in [`model::cpu`], or the CUDA path in [`cuda`]) returns one logit per pair →
+//! [`engine::Engine`] restores input order and applies the score activation.
+
+pub mod batch;
+pub mod capi;
+pub mod cli;
+pub mod config;
+pub mod cuda;
+pub mod engine;
+pub mod error;
+pub mod hub;
+pub mod model;
+pub mod pipeline;
+pub mod progress;
+pub mod records;
+pub mod tokenize;
+pub mod verify;
+pub mod weights;
+
+pub use engine::{Device, Engine, EngineOptions, PairScore, Ranked};
+pub use error::{Error, Result};
+
+/// Engine version (Cargo package version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `crossrank --version`: the engine version and how the CUDA kernels were built.
+pub fn long_version() -> &'static str {
+    static LONG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LONG.get_or_init(|| format!("{VERSION} (CUDA kernels: {})", cuda::kernel_build_info()))
+}

@@ -1,0 +1,615 @@
+//! The CPU reference forward pass, in plain f32: the executable spec of the model (spec §3).
+//!
+//! One function per op in [`ops`], written to be read next to the spec. Each op is also the
+//! CPU twin of a CUDA kernel (the GPU tests compare them), so ops take the same inputs the
+//! kernels do: GEMMs without bias, with the bias folded into the op that follows (RoPE for
+//! the QKV projection, the residual LayerNorm for `o_proj` and `down_proj`).
+//!
+//! GEMMs go through the `gemm` crate (blocked, SIMD, multithreaded); everything else runs
+//! on rows in parallel with rayon. A batch is packed without padding (see [`PackedBatch`]).
+
+use std::sync::Arc;
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use crate::batch::PackedBatch;
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::model::Backend;
+use crate::weights::{GteTensors, LayerParam, LogicalTensor, Param};
+
+/// cos/sin of every (position, frequency) pair, from angles computed in f64.
+///
+/// Angles reach ~7.7e3 rad at position 8191; an f32 product `p * inv_freq` is off by up to
+/// ~5e-4 rad there, so angles and their cos/sin are computed in f64 and rounded once.
+pub struct RopeTable {
+    half_dim: usize,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+impl RopeTable {
+    pub fn new(inv_freq: &[f64], positions: usize) -> Self {
+        let half_dim = inv_freq.len();
+        let mut cos = Vec::with_capacity(positions * half_dim);
+        let mut sin = Vec::with_capacity(positions * half_dim);
+        for p in 0..positions {
+            for f in inv_freq {
+                let angle = p as f64 * f;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        RopeTable { half_dim, cos, sin }
+    }
+
+    pub fn positions(&self) -> usize {
+        self.cos.len() / self.half_dim.max(1)
+    }
+
+    pub fn half_dim(&self) -> usize {
+        self.half_dim
+    }
+
+    /// `(cos, sin)` rows for one position, `half_dim` values each.
+    pub fn row(&self, position: usize) -> (&[f32], &[f32]) {
+        let r = position * self.half_dim..(position + 1) * self.half_dim;
+        (&self.cos[r.clone()], &self.sin[r])
+    }
+
+    /// The whole tables, position-major (`[positions, half_dim]`), for device upload.
+    pub fn tables(&self) -> (&[f32], &[f32]) {
+        (&self.cos, &self.sin)
+    }
+}
+
+/// The reference ops. Shapes are row-major; `n` rows of `H = num_heads * head_dim`.
+pub mod ops {
+    use super::*;
+
+    /// A raw pointer that parallel tasks write through, each to its own disjoint rows.
+    #[derive(Clone, Copy)]
+    struct DisjointWrites(*mut f32);
+    // SAFETY: tasks built on it write non-overlapping regions (documented at each use).
+    unsafe impl Send for DisjointWrites {}
+    unsafe impl Sync for DisjointWrites {}
+
+    /// `out[n, out_features] = x[n, in_features] · w[out_features, in_features]ᵀ` (no bias).
+    pub fn matmul_wt(x: &[f32], w: &[f32], in_features: usize, out: &mut [f32], threads: usize) {
+        let n = x.len() / in_features;
+        let out_features = w.len() / in_features;
+        assert_eq!(x.len(), n * in_features);
+        assert_eq!(w.len(), out_features * in_features);
+        assert_eq!(out.len(), n * out_features);
+        if n == 0 || out_features == 0 {
+            return;
+        }
+        let parallelism = if threads > 1 {
+            Parallelism::Rayon(threads)
+        } else {
+            Parallelism::None
+        };
+        // SAFETY: the three matrices are in bounds for the strides given (asserted above):
+        // dst [n, out] row-major, lhs [n, in] row-major, rhs = wᵀ viewed through w's strides.
+        unsafe {
+            gemm::gemm(
+                n,
+                out_features,
+                in_features,
+                out.as_mut_ptr(),
+                1,
+                out_features as isize,
+                false,
+                x.as_ptr(),
+                1,
+                in_features as isize,
+                w.as_ptr(),
+                in_features as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            )
+        }
+    }
+
+    /// `x = (x - mean) / sqrt(var + eps) * gamma + beta`, population variance, f64 statistics.
+    pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f64) {
+        let h = x.len() as f64;
+        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / h;
+        let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / h;
+        let inv_std = 1.0 / (var + eps).sqrt();
+        for ((v, g), b) in x.iter_mut().zip(gamma).zip(beta) {
+            *v = ((*v as f64 - mean) * inv_std) as f32 * g + b;
+        }
+    }
+
+    /// Kernel (a): `out[t] = LayerNorm(word_emb[ids[t]] + type_row)`. `word_row(id, dst)`
+    /// fetches one embedding row in f32 (from the memory map, so the 250k-row table is never
+    /// converted as a whole).
+    pub fn embedding_layernorm(
+        word_row: impl Fn(usize, &mut [f32]) + Sync,
+        type_row: Option<&[f32]>,
+        ids: &[u32],
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f64,
+        out: &mut [f32],
+    ) {
+        let h = gamma.len();
+        out.par_chunks_mut(h).zip(ids.par_iter()).for_each(|(row, &id)| {
+            word_row(id as usize, row);
+            if let Some(t) = type_row {
+                for (v, tv) in row.iter_mut().zip(t) {
+                    *v += tv;
+                }
+            }
+            layer_norm(row, gamma, beta, eps);
+        });
+    }
+
+    /// Kernel (b): adds the QKV bias, then rotates q and k (rotate-half RoPE) in place.
+    /// `qkv` rows are `[q | k | v]`, each `num_heads × head_dim`, head-contiguous.
+    pub fn qkv_bias_rope(
+        qkv: &mut [f32],
+        bias: &[f32],
+        positions: &[u32],
+        rope: &RopeTable,
+        num_heads: usize,
+        head_dim: usize,
+    ) {
+        let h = num_heads * head_dim;
+        let half = head_dim / 2;
+        qkv.par_chunks_mut(3 * h)
+            .zip(positions.par_iter())
+            .for_each(|(row, &pos)| {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                }
+                let (cos, sin) = rope.row(pos as usize);
+                // q and k only; v is not rotated.
+                for head in row[..2 * h].chunks_mut(head_dim) {
+                    for j in 0..half {
+                        let (a, b) = (head[j], head[j + half]);
+                        head[j] = a * cos[j] - b * sin[j];
+                        head[j + half] = b * cos[j] + a * sin[j];
+                    }
+                }
+            });
+    }
+
+    /// Softmax of each `len`-wide row, max-subtracted, in place.
+    pub fn softmax_rows(scores: &mut [f32], len: usize) {
+        for row in scores.chunks_mut(len) {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0f64;
+            for v in row.iter_mut() {
+                *v = (*v - max).exp();
+                sum += *v as f64;
+            }
+            let inv = (1.0 / sum) as f32;
+            for v in row.iter_mut() {
+                *v *= inv;
+            }
+        }
+    }
+
+    /// Query rows per block: bounds the score buffer to `QUERY_BLOCK × len` floats.
+    const QUERY_BLOCK: usize = 256;
+
+    /// Attention of query rows `q_rows` of one (sequence, head) against all its keys:
+    /// `out = softmax(q kᵀ / sqrt(d)) v`, written at row stride `out_stride`.
+    ///
+    /// # Safety
+    /// `out` must be valid for `q_rows.len()` rows of `head_dim` floats at `out_stride`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn attend_head(
+        qkv: &[f32],
+        seq_start: usize,
+        len: usize,
+        q_rows: std::ops::Range<usize>,
+        head: usize,
+        num_heads: usize,
+        head_dim: usize,
+        out: *mut f32,
+        out_stride: usize,
+    ) {
+        let h = num_heads * head_dim;
+        let row_stride = 3 * h as isize;
+        let base = seq_start * 3 * h + head * head_dim;
+        let (k, v) = (&qkv[base + h..], &qkv[base + 2 * h..]);
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let mut scores = vec![0.0f32; QUERY_BLOCK.min(q_rows.len()) * len];
+        let mut block_start = q_rows.start;
+        while block_start < q_rows.end {
+            let m = QUERY_BLOCK.min(q_rows.end - block_start);
+            let q = &qkv[base + block_start * 3 * h..];
+            let s = &mut scores[..m * len];
+            // scores[m, len] = scale · q[m, d] · kᵀ
+            gemm::gemm(
+                m,
+                len,
+                head_dim,
+                s.as_mut_ptr(),
+                1,
+                len as isize,
+                false,
+                q.as_ptr(),
+                1,
+                row_stride,
+                k.as_ptr(),
+                row_stride,
+                1,
+                0.0,
+                scale,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+            softmax_rows(s, len);
+            // out[m, d] = scores[m, len] · v[len, d]
+            let dst = out.add((block_start - q_rows.start) * out_stride);
+            gemm::gemm(
+                m,
+                head_dim,
+                len,
+                dst,
+                1,
+                out_stride as isize,
+                false,
+                s.as_ptr(),
+                1,
+                len as isize,
+                v.as_ptr(),
+                1,
+                row_stride,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+            block_start += m;
+        }
+    }
+
+    /// Kernel (c): bidirectional attention of every token over the keys of its own
+    /// sequence. `qkv` [n, 3H] (after [`qkv_bias_rope`]), `out` [n, H].
+    pub fn attention(qkv: &[f32], cu_seqlens: &[u32], num_heads: usize, head_dim: usize, out: &mut [f32]) {
+        let h = num_heads * head_dim;
+        let n_seqs = cu_seqlens.len() - 1;
+        assert_eq!(out.len() * 3, qkv.len());
+        assert_eq!(out.len(), cu_seqlens[n_seqs] as usize * h);
+        let dst = DisjointWrites(out.as_mut_ptr());
+        (0..n_seqs * num_heads).into_par_iter().for_each(|task| {
+            #[allow(clippy::redundant_locals)] // captures the whole (Send) wrapper, not its raw-pointer field
+            let dst = dst;
+            let (s, head) = (task / num_heads, task % num_heads);
+            let start = cu_seqlens[s] as usize;
+            let len = cu_seqlens[s + 1] as usize - start;
+            // SAFETY: task (s, head) writes rows start..start+len, columns of `head` only.
+            unsafe {
+                attend_head(
+                    qkv,
+                    start,
+                    len,
+                    0..len,
+                    head,
+                    num_heads,
+                    head_dim,
+                    dst.0.add(start * h + head * head_dim),
+                    h,
+                )
+            };
+        });
+    }
+
+    /// Attention for the first (CLS) query of each sequence only; `out` [n_seqs, H].
+    /// The last layer needs nothing else, because only the CLS row feeds the head.
+    pub fn attention_cls(qkv: &[f32], cu_seqlens: &[u32], num_heads: usize, head_dim: usize, out: &mut [f32]) {
+        let h = num_heads * head_dim;
+        let n_seqs = cu_seqlens.len() - 1;
+        assert_eq!(out.len(), n_seqs * h);
+        let dst = DisjointWrites(out.as_mut_ptr());
+        (0..n_seqs * num_heads).into_par_iter().for_each(|task| {
+            #[allow(clippy::redundant_locals)] // captures the whole (Send) wrapper, not its raw-pointer field
+            let dst = dst;
+            let (s, head) = (task / num_heads, task % num_heads);
+            let start = cu_seqlens[s] as usize;
+            let len = cu_seqlens[s + 1] as usize - start;
+            if len == 0 {
+                return;
+            }
+            // SAFETY: task (s, head) writes row s, columns of `head` only.
+            unsafe {
+                attend_head(
+                    qkv,
+                    start,
+                    len,
+                    0..1,
+                    head,
+                    num_heads,
+                    head_dim,
+                    dst.0.add(s * h + head * head_dim),
+                    h,
+                )
+            };
+        });
+    }
+
+    /// Kernel (d): `x = LayerNorm(x + y + bias)` row by row (post-LN residual).
+    pub fn bias_residual_layernorm(x: &mut [f32], y: &[f32], bias: &[f32], gamma: &[f32], beta: &[f32], eps: f64) {
+        let h = gamma.len();
+        x.par_chunks_mut(h).zip(y.par_chunks(h)).for_each(|(xr, yr)| {
+            for ((v, y), b) in xr.iter_mut().zip(yr).zip(bias) {
+                *v += y + b;
+            }
+            layer_norm(xr, gamma, beta, eps);
+        });
+    }
+
+    /// Exact GELU: `0.5·x·(1 + erf(x/√2))`.
+    pub fn gelu_erf(x: f32) -> f32 {
+        0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
+    }
+
+    /// Kernel (e): `out[t, i] = gelu(ug[t, I + i]) · ug[t, i]` — the first half of the
+    /// fused up/gate projection is "up", the second half "gate" (spec §3.6).
+    pub fn gated_gelu(ug: &[f32], intermediate: usize, out: &mut [f32]) {
+        out.par_chunks_mut(intermediate)
+            .zip(ug.par_chunks(2 * intermediate))
+            .for_each(|(o, row)| {
+                let (up, gate) = row.split_at(intermediate);
+                for ((o, u), g) in o.iter_mut().zip(up).zip(gate) {
+                    *o = gelu_erf(*g) * u;
+                }
+            });
+    }
+
+    /// Kernel (f): `logit = w_cls · tanh(W_pool · cls + b_pool) + b_cls` for each CLS row.
+    pub fn cls_pooler_classifier(
+        cls_rows: &[f32],
+        pooler_w: &[f32],
+        pooler_b: &[f32],
+        classifier_w: &[f32],
+        classifier_b: f32,
+        threads: usize,
+    ) -> Vec<f32> {
+        let h = pooler_b.len();
+        let mut pooled = vec![0.0; cls_rows.len()];
+        matmul_wt(cls_rows, pooler_w, h, &mut pooled, threads);
+        pooled
+            .chunks(h)
+            .map(|row| {
+                let dot: f64 = row
+                    .iter()
+                    .zip(pooler_b)
+                    .zip(classifier_w)
+                    .map(|((v, b), w)| ((v + b).tanh() * w) as f64)
+                    .sum();
+                dot as f32 + classifier_b
+            })
+            .collect()
+    }
+}
+
+struct CpuLayer {
+    qkv_w: Vec<f32>,
+    qkv_b: Vec<f32>,
+    out_w: Vec<f32>,
+    out_b: Vec<f32>,
+    attn_norm_w: Vec<f32>,
+    attn_norm_b: Vec<f32>,
+    up_gate_w: Vec<f32>,
+    down_w: Vec<f32>,
+    down_b: Vec<f32>,
+    mlp_norm_w: Vec<f32>,
+    mlp_norm_b: Vec<f32>,
+}
+
+/// The reference model: weights converted to f32 once, the word-embedding table read row by
+/// row from the memory map.
+pub struct CpuModel {
+    tensors: Arc<GteTensors>,
+    type_row: Option<Vec<f32>>,
+    emb_norm_w: Vec<f32>,
+    emb_norm_b: Vec<f32>,
+    layers: Vec<CpuLayer>,
+    pooler_w: Vec<f32>,
+    pooler_b: Vec<f32>,
+    classifier_w: Vec<f32>,
+    classifier_b: f32,
+    rope: RopeTable,
+    pool: rayon::ThreadPool,
+    threads: usize,
+    /// Run the last layer on CLS rows only (exact; see [`ops::attention_cls`]).
+    pub cls_only_last_layer: bool,
+}
+
+impl CpuModel {
+    /// `threads` = 0 uses every core.
+    pub fn new(tensors: Arc<GteTensors>, threads: usize) -> Result<Self> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        let cfg = tensors.config.clone();
+        let f32_of = |p: Param| -> Result<Vec<f32>> { Ok(tensors.get(p)?.to_f32()) };
+        let mut layers = Vec::with_capacity(cfg.num_layers);
+        for l in 0..cfg.num_layers {
+            let lp = |p: LayerParam| f32_of(Param::Layer(l, p));
+            layers.push(CpuLayer {
+                qkv_w: lp(LayerParam::QkvWeight)?,
+                qkv_b: lp(LayerParam::QkvBias)?,
+                out_w: lp(LayerParam::OutWeight)?,
+                out_b: lp(LayerParam::OutBias)?,
+                attn_norm_w: lp(LayerParam::AttnNormWeight)?,
+                attn_norm_b: lp(LayerParam::AttnNormBias)?,
+                up_gate_w: lp(LayerParam::UpGateWeight)?,
+                down_w: lp(LayerParam::DownWeight)?,
+                down_b: lp(LayerParam::DownBias)?,
+                mlp_norm_w: lp(LayerParam::MlpNormWeight)?,
+                mlp_norm_b: lp(LayerParam::MlpNormBias)?,
+            });
+        }
+        // Validates the embedding table's shape and dtype now rather than on the first batch.
+        tensors.get(Param::WordEmbeddings)?;
+        let type_row = if cfg.type_vocab_size > 0 {
+            let mut row = vec![0.0; cfg.hidden_size];
+            tensors.get(Param::TypeEmbeddings)?.read_f32(0, &mut row);
+            Some(row)
+        } else {
+            None
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("crossrank-cpu-{i}"))
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start CPU threads: {e}")))?;
+        Ok(CpuModel {
+            type_row,
+            emb_norm_w: f32_of(Param::EmbeddingNormWeight)?,
+            emb_norm_b: f32_of(Param::EmbeddingNormBias)?,
+            layers,
+            pooler_w: f32_of(Param::PoolerWeight)?,
+            pooler_b: f32_of(Param::PoolerBias)?,
+            classifier_w: f32_of(Param::ClassifierWeight)?,
+            classifier_b: f32_of(Param::ClassifierBias)?[0],
+            rope: RopeTable::new(&cfg.inv_freq(), cfg.max_position_embeddings),
+            pool,
+            threads,
+            cls_only_last_layer: true,
+            tensors,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.tensors.config
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// o_proj + residual LN, then the gated MLP + residual LN, on `x` rows given the
+    /// attention context of those rows.
+    fn attention_output_and_mlp(&self, layer: &CpuLayer, x: &mut [f32], ctx: &[f32]) {
+        let cfg = self.config();
+        let (h, inter, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
+        let rows = x.len() / h;
+        let mut projected = vec![0.0; rows * h];
+        ops::matmul_wt(ctx, &layer.out_w, h, &mut projected, self.threads);
+        ops::bias_residual_layernorm(x, &projected, &layer.out_b, &layer.attn_norm_w, &layer.attn_norm_b, eps);
+        let mut up_gate = vec![0.0; rows * 2 * inter];
+        ops::matmul_wt(x, &layer.up_gate_w, h, &mut up_gate, self.threads);
+        let mut activated = vec![0.0; rows * inter];
+        ops::gated_gelu(&up_gate, inter, &mut activated);
+        drop(up_gate);
+        ops::matmul_wt(&activated, &layer.down_w, inter, &mut projected, self.threads);
+        ops::bias_residual_layernorm(x, &projected, &layer.down_b, &layer.mlp_norm_w, &layer.mlp_norm_b, eps);
+    }
+
+    fn forward_in_pool(&self, batch: &PackedBatch) -> Result<Vec<f32>> {
+        let cfg = self.config();
+        let (h, heads, d) = (cfg.hidden_size, cfg.num_heads, cfg.head_dim);
+        let n = batch.num_tokens();
+        let n_seqs = batch.num_seqs();
+        if let Some(&id) = batch.token_ids.iter().find(|&&id| id as usize >= cfg.vocab_size) {
+            return Err(Error::InvalidArgument(format!(
+                "token id {id} is outside the embedding table ({} rows)",
+                cfg.vocab_size
+            )));
+        }
+        if batch.max_seqlen > self.rope.positions() {
+            return Err(Error::InvalidArgument(format!(
+                "sequence of {} tokens exceeds max_position_embeddings ({})",
+                batch.max_seqlen,
+                self.rope.positions()
+            )));
+        }
+        if (0..n_seqs).any(|s| batch.seq_range(s).is_empty()) {
+            return Err(Error::InvalidArgument("empty sequence in batch".into()));
+        }
+
+        let word = self.tensors.get(Param::WordEmbeddings)?;
+        let mut x = vec![0.0f32; n * h];
+        ops::embedding_layernorm(
+            |id, dst| word_row(&word, h, id, dst),
+            self.type_row.as_deref(),
+            &batch.token_ids,
+            &self.emb_norm_w,
+            &self.emb_norm_b,
+            cfg.layer_norm_eps,
+            &mut x,
+        );
+
+        let mut qkv = vec![0.0f32; n * 3 * h];
+        let mut ctx = vec![0.0f32; n * h];
+        let last = self.layers.len() - 1;
+        for (l, layer) in self.layers.iter().enumerate() {
+            ops::matmul_wt(&x, &layer.qkv_w, h, &mut qkv, self.threads);
+            ops::qkv_bias_rope(&mut qkv, &layer.qkv_b, &batch.positions, &self.rope, heads, d);
+            if l == last && self.cls_only_last_layer {
+                // Keys and values of every token, but queries, o_proj and MLP only for CLS.
+                let mut cls_ctx = vec![0.0f32; n_seqs * h];
+                ops::attention_cls(&qkv, &batch.cu_seqlens, heads, d, &mut cls_ctx);
+                x = gather_first_rows(&x, &batch.cu_seqlens, h);
+                self.attention_output_and_mlp(layer, &mut x, &cls_ctx);
+            } else {
+                ops::attention(&qkv, &batch.cu_seqlens, heads, d, &mut ctx);
+                self.attention_output_and_mlp(layer, &mut x, &ctx);
+            }
+        }
+        let cls = if self.cls_only_last_layer {
+            x
+        } else {
+            gather_first_rows(&x, &batch.cu_seqlens, h)
+        };
+        Ok(ops::cls_pooler_classifier(
+            &cls,
+            &self.pooler_w,
+            &self.pooler_b,
+            &self.classifier_w,
+            self.classifier_b,
+            self.threads,
+        ))
+    }
+}
+
+/// Row `id` of the word-embedding table, converted to f32.
+fn word_row(table: &LogicalTensor<'_>, h: usize, id: usize, dst: &mut [f32]) {
+    table.read_f32(id * h, dst);
+}
+
+/// The first row of each sequence (its CLS token), `[n_seqs, h]`.
+fn gather_first_rows(x: &[f32], cu_seqlens: &[u32], h: usize) -> Vec<f32> {
+    cu_seqlens[..cu_seqlens.len() - 1]
+        .iter()
+        .flat_map(|&start| &x[start as usize * h..(start as usize + 1) * h])
+        .copied()
+        .collect()
+}
+
+impl Backend for CpuModel {
+    fn describe(&self) -> String {
+        format!("cpu (f32, {} threads)", self.threads)
+    }
+
+    fn forward(&self, batch: &PackedBatch) -> Result<Vec<f32>> {
+        if batch.num_seqs() == 0 {
+            return Ok(Vec::new());
+        }
+        self.pool.install(|| self.forward_in_pool(batch))
+    }
+
+    fn default_batch_tokens(&self) -> usize {
+        4096
+    }
+}

@@ -1,0 +1,250 @@
+//! Pair tokenization exactly as sentence-transformers' `CrossEncoder` does it (spec §4):
+//! `tokenizer(query, document, truncation="longest_first", max_length=N)` with the tokenizer's
+//! own pair template (`<s> A </s></s> B </s>` for XLM-R), all type ids 0.
+//!
+//! Each side is encoded on its own (what `tokenizers` does inside a pair encoding), then cut
+//! by the `longest_first` rule of `tokenizers` and wrapped in the template. Splitting it this
+//! way lets callers encode a repeated query once and reuse its ids.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde_json::Value;
+use tokenizers::{Encoding, Token, Tokenizer};
+
+use crate::error::{Error, Result};
+
+/// One (query, document) pair after truncation and template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedPair {
+    pub ids: Vec<u32>,
+    /// At least one side was cut to fit `max_length`.
+    pub truncated: bool,
+}
+
+impl EncodedPair {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// How many tokens of each side survive `longest_first` truncation to `budget` tokens
+/// (`budget` = max_length minus the template's special tokens). Mirrors
+/// `tokenizers::utils::truncation::truncate_encodings` so results are identical to Python.
+pub fn longest_first(len_a: usize, len_b: usize, budget: usize) -> (usize, usize) {
+    if budget == 0 {
+        return (0, 0);
+    }
+    if len_a + len_b <= budget {
+        return (len_a, len_b);
+    }
+    let swapped = len_a > len_b;
+    let mut short = len_a.min(len_b);
+    let mut long = if short > budget {
+        short
+    } else {
+        short.max(budget - short)
+    };
+    if short + long > budget {
+        short = budget / 2;
+        long = short + budget % 2;
+    }
+    if swapped {
+        (long, short)
+    } else {
+        (short, long)
+    }
+}
+
+/// Special tokens around and between the two sides of a pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PairTemplate {
+    pub prefix: Vec<u32>,
+    pub middle: Vec<u32>,
+    pub suffix: Vec<u32>,
+}
+
+impl PairTemplate {
+    pub fn num_special(&self) -> usize {
+        self.prefix.len() + self.middle.len() + self.suffix.len()
+    }
+}
+
+pub struct PairTokenizer {
+    inner: Tokenizer,
+    path: PathBuf,
+    template: PairTemplate,
+    max_length: usize,
+    /// Largest id the tokenizer can produce (checked against the embedding table).
+    max_id: u32,
+}
+
+/// `model_max_length` from tokenizer_config.json, if the file exists and holds a usable one.
+pub fn read_model_max_length(path: &Path) -> Result<Option<usize>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| Error::config(path, format!("not valid JSON: {e}")))?;
+    // transformers writes 1e30 ("VERY_LARGE_INTEGER") when no limit is known.
+    Ok(value
+        .get("model_max_length")
+        .and_then(Value::as_f64)
+        .filter(|v| *v >= 1.0)
+        .map(|v| v.min(usize::MAX as f64) as usize))
+}
+
+impl PairTokenizer {
+    /// Loads `tokenizer.json`; truncation/padding stored in the file are ignored (the engine
+    /// truncates with `longest_first` to `max_length` itself and never pads).
+    pub fn from_file(path: &Path, max_length: usize) -> Result<Self> {
+        if !path.is_file() {
+            return Err(Error::tokenizer(path, "file not found"));
+        }
+        let mut inner = Tokenizer::from_file(path).map_err(|e| Error::tokenizer(path, e.to_string()))?;
+        inner
+            .with_truncation(None)
+            .map_err(|e| Error::tokenizer(path, e.to_string()))?;
+        inner.with_padding(None);
+        let template = probe_template(&inner).map_err(|msg| Error::tokenizer(path, msg))?;
+        let max_id = inner.get_vocab(true).values().copied().max().unwrap_or(0);
+        let tok = PairTokenizer {
+            inner,
+            path: path.to_path_buf(),
+            template,
+            max_length: 0,
+            max_id,
+        };
+        tok.with_max_length(max_length)
+    }
+
+    /// Sets the pair length limit (special tokens included).
+    pub fn with_max_length(mut self, max_length: usize) -> Result<Self> {
+        let specials = self.template.num_special();
+        if max_length < specials {
+            return Err(Error::InvalidArgument(format!(
+                "max length {max_length} is shorter than the {specials} special tokens of a pair"
+            )));
+        }
+        self.max_length = max_length;
+        Ok(self)
+    }
+
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    pub fn template(&self) -> &PairTemplate {
+        &self.template
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn max_id(&self) -> u32 {
+        self.max_id
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Ids of one side, without special tokens.
+    pub fn encode_text(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .inner
+            .encode_fast(text, false)
+            .map_err(|e| Error::tokenizer(&self.path, e.to_string()))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Truncates two encoded sides with `longest_first` and applies the template.
+    pub fn assemble(&self, query: &[u32], document: &[u32]) -> EncodedPair {
+        let budget = self.max_length - self.template.num_special();
+        let (na, nb) = longest_first(query.len(), document.len(), budget);
+        let t = &self.template;
+        let mut ids = Vec::with_capacity(na + nb + t.num_special());
+        ids.extend_from_slice(&t.prefix);
+        ids.extend_from_slice(&query[..na]);
+        ids.extend_from_slice(&t.middle);
+        ids.extend_from_slice(&document[..nb]);
+        ids.extend_from_slice(&t.suffix);
+        EncodedPair {
+            ids,
+            truncated: na < query.len() || nb < document.len(),
+        }
+    }
+
+    pub fn encode_pair(&self, query: &str, document: &str) -> Result<EncodedPair> {
+        Ok(self.assemble(&self.encode_text(query)?, &self.encode_text(document)?))
+    }
+
+    /// Encodes many pairs on all cores (rayon), preserving order.
+    pub fn encode_pairs<Q: AsRef<str> + Sync, D: AsRef<str> + Sync>(
+        &self,
+        pairs: &[(Q, D)],
+    ) -> Result<Vec<EncodedPair>> {
+        pairs
+            .par_iter()
+            .map(|(q, d)| self.encode_pair(q.as_ref(), d.as_ref()))
+            .collect()
+    }
+}
+
+/// Finds the pair template by running the tokenizer's post-processor on two one-token
+/// marker sequences and reading where they land.
+fn probe_template(tok: &Tokenizer) -> std::result::Result<PairTemplate, String> {
+    const MARK_A: u32 = u32::MAX - 1;
+    const MARK_B: u32 = u32::MAX - 2;
+    let marker = |id: u32| Encoding::from_tokens(vec![Token::new(id, String::new(), (0, 0))], 0);
+    let encoding = tok
+        .post_process(marker(MARK_A), Some(marker(MARK_B)), true)
+        .map_err(|e| format!("post-processor failed on a probe pair: {e}"))?;
+    let ids = encoding.get_ids();
+    let pos_a = ids.iter().position(|&i| i == MARK_A);
+    let pos_b = ids.iter().position(|&i| i == MARK_B);
+    let (Some(a), Some(b)) = (pos_a, pos_b) else {
+        return Err("post-processor drops a side of the pair".into());
+    };
+    if a > b || ids.iter().filter(|&&i| i == MARK_A || i == MARK_B).count() != 2 {
+        return Err("post-processor reorders or repeats the sides of a pair".into());
+    }
+    if let Some(t) = encoding.get_type_ids().iter().find(|&&t| t != 0) {
+        return Err(format!(
+            "pair template assigns token type id {t}; crossrank supports models whose template uses type id 0 only"
+        ));
+    }
+    Ok(PairTemplate {
+        prefix: ids[..a].to_vec(),
+        middle: ids[a + 1..b].to_vec(),
+        suffix: ids[b + 1..].to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_first_matches_tokenizers_cases() {
+        // fits
+        assert_eq!(longest_first(3, 4, 10), (3, 4));
+        // only the longer side is cut
+        assert_eq!(longest_first(2, 20, 10), (2, 8));
+        assert_eq!(longest_first(20, 2, 10), (8, 2));
+        // both cut: short side longer than half the budget
+        assert_eq!(longest_first(7, 9, 10), (5, 5));
+        assert_eq!(longest_first(9, 7, 11), (6, 5));
+        assert_eq!(longest_first(7, 9, 11), (5, 6));
+        // short side alone exceeds the budget
+        assert_eq!(longest_first(15, 20, 10), (5, 5));
+        // empty side
+        assert_eq!(longest_first(0, 20, 10), (0, 10));
+        assert_eq!(longest_first(5, 5, 0), (0, 0));
+    }
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The project's test command (README "Run the tests"; .ci/run calls it after installing
+# what it needs). Runs on a machine without a GPU; GPU tests are reported as ignored.
+#
+#   tools/test.sh
+#
+# Optional parts, each run when its prerequisite is present and reported as skipped when not:
+# - the real XLM-R tokenizer golden ids: $CROSSRANK_XLMR_TOKENIZER, or ../shared/assets/xlmr-tokenizer.json
+# - the kernel register/spill report: nvcc (tools/install-nvcc.sh puts one in .nvcc/)
+# - the C ABI header/export check (and valgrind on the C example when valgrind is installed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo test"
+cargo test --locked
+
+tokenizer="${CROSSRANK_XLMR_TOKENIZER:-}"
+if [[ -z "$tokenizer" && -f ../shared/assets/xlmr-tokenizer.json ]]; then
+  tokenizer="$(cd ../shared/assets && pwd)/xlmr-tokenizer.json"
+fi
+step "real XLM-R tokenizer vs Python tokenizers golden ids"
+if [[ -n "$tokenizer" && -f "$tokenizer" ]]; then
+  CROSSRANK_XLMR_TOKENIZER="$tokenizer" cargo test --locked --test tokenizer_golden -- --ignored
+else
+  echo "SKIPPED: set CROSSRANK_XLMR_TOKENIZER to the XLM-R tokenizer.json"
+fi
+
+step "CUDA kernels: ptxas registers and spills"
+if [[ -x .nvcc/bin/nvcc || -n "${NVCC:-}" ]] || command -v nvcc >/dev/null; then
+  tools/ptxas-report.sh
+else
+  echo "SKIPPED: no nvcc (run tools/install-nvcc.sh)"
+fi
+
+if [[ -x tools/check-capi.sh ]]; then
+  step "C ABI: header vs exported symbols, C example"
+  if command -v valgrind >/dev/null; then
+    tools/check-capi.sh --valgrind
+  else
+    tools/check-capi.sh
+  fi
+fi
+echo
+echo "tools/test.sh: all steps passed"
