@@ -7,6 +7,7 @@
 //! way lets callers encode a repeated query once and reuse its ids.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde_json::Value;
@@ -60,6 +61,26 @@ pub fn longest_first(len_a: usize, len_b: usize, budget: usize) -> (usize, usize
     }
 }
 
+/// How many tokens of one side `tokenizers` >= 0.23 keeps before pair truncation sees it.
+///
+/// With truncation enabled, `TokenizerImpl::do_tokenize` tokenizes pre-tokenizer splits only
+/// until `max_length` tokens (the full limit, special tokens included) are reached, keeping the
+/// whole split that crosses it. Pair truncation (`longest_first`) then works on those lengths,
+/// which decides which side gets the odd token when both must be cut. `word_ids` holds the split
+/// index of each token; a token without one counts as its own split.
+pub fn early_exit_len(word_ids: &[Option<u32>], max_length: usize) -> usize {
+    if word_ids.len() <= max_length {
+        return word_ids.len();
+    }
+    for (i, pair) in word_ids.windows(2).enumerate() {
+        let ends_split = pair[0].is_none() || pair[0] != pair[1];
+        if i + 1 >= max_length && ends_split {
+            return i + 1;
+        }
+    }
+    word_ids.len()
+}
+
 /// Special tokens around and between the two sides of a pair.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PairTemplate {
@@ -74,8 +95,10 @@ impl PairTemplate {
     }
 }
 
+/// Cheap to clone: the vocabulary is shared, so one tokenizer per `max_length` costs nothing.
+#[derive(Clone)]
 pub struct PairTokenizer {
-    inner: Tokenizer,
+    inner: Arc<Tokenizer>,
     path: PathBuf,
     template: PairTemplate,
     max_length: usize,
@@ -113,7 +136,7 @@ impl PairTokenizer {
         let template = probe_template(&inner).map_err(|msg| Error::tokenizer(path, msg))?;
         let max_id = inner.get_vocab(true).values().copied().max().unwrap_or(0);
         let tok = PairTokenizer {
-            inner,
+            inner: Arc::new(inner),
             path: path.to_path_buf(),
             template,
             max_length: 0,
@@ -154,13 +177,24 @@ impl PairTokenizer {
         self.inner.get_vocab_size(true)
     }
 
-    /// Ids of one side, without special tokens.
+    /// Ids of one side, without special tokens, as the Python `tokenizers` (>= 0.23) hands them
+    /// to pair truncation: a side longer than `max_length` is already cut after the first
+    /// pre-tokenizer split (word) that brings it to `max_length` tokens or more.
     pub fn encode_text(&self, text: &str) -> Result<Vec<u32>> {
         let encoding = self
             .inner
             .encode_fast(text, false)
             .map_err(|e| Error::tokenizer(&self.path, e.to_string()))?;
-        Ok(encoding.get_ids().to_vec())
+        if encoding.len() <= self.max_length {
+            return Ok(encoding.get_ids().to_vec());
+        }
+        // Rare (only sides that get truncated): `encode_fast` leaves out the split indices.
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| Error::tokenizer(&self.path, e.to_string()))?;
+        let keep = early_exit_len(encoding.get_word_ids(), self.max_length);
+        Ok(encoding.get_ids()[..keep].to_vec())
     }
 
     /// Truncates two encoded sides with `longest_first` and applies the template.
@@ -246,5 +280,28 @@ mod tests {
         // empty side
         assert_eq!(longest_first(0, 20, 10), (0, 10));
         assert_eq!(longest_first(5, 5, 0), (0, 0));
+    }
+
+    #[test]
+    fn early_exit_keeps_whole_splits_up_to_max_length() {
+        let words = |w: &[u32]| w.iter().map(|&x| Some(x)).collect::<Vec<_>>();
+        // short enough: untouched
+        assert_eq!(early_exit_len(&words(&[0, 0, 1]), 3), 3);
+        // the split crossing max_length is kept whole
+        assert_eq!(early_exit_len(&words(&[0, 0, 1, 1, 1, 2, 3]), 3), 5);
+        // exactly at a split end
+        assert_eq!(early_exit_len(&words(&[0, 1, 2, 3, 4]), 3), 3);
+        // the last split crosses: everything stays
+        assert_eq!(early_exit_len(&words(&[0, 1, 1, 1, 1]), 2), 5);
+        // tokens without a split index count one by one
+        assert_eq!(early_exit_len(&[None, None, None, None], 2), 2);
+    }
+
+    #[test]
+    fn odd_token_follows_the_early_exit_lengths() {
+        // tokenizers 0.23: sides of 8 and 7 one-token words, max_length 7 (budget 3): both are
+        // pre-cut to 7, the tie gives the odd token to the second side.
+        let (a, b) = (early_exit_len(&[None; 8], 7), 7);
+        assert_eq!(longest_first(a, b, 3), (1, 2));
     }
 }
