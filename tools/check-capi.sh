@@ -91,6 +91,16 @@ for kind in shared static; do
 done
 # Results and check outcomes must agree (messages may hold addresses, which differ).
 same() { cmp -s <(cut -f1-4 "$1") <(cut -f1-4 "$2"); }
+# Under valgrind the CPU reports no AVX-512, so the GEMM crate dispatches to other micro-kernels
+# and sums in another order: the same lines, numbers equal to 1e-5 (abs + rel), not bit for bit.
+close() {
+    paste <(cut -f1-4 "$1") <(cut -f1-4 "$2") | awk -F'\t' '
+        function far(a, b) { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; return d > 1e-5 + 1e-5 * m }
+        NF != 8 || $1 != $5 || $2 != $6 { bad = 1; print "check-capi: line " NR " differs: " $0 > "/dev/stderr"; next }
+        $1 == "pair" && (far($3, $7) || far($4, $8)) { bad = 1; print "check-capi: line " NR ": " $0 > "/dev/stderr" }
+        $1 == "rank" && ($3 != $7 || far($4, $8)) { bad = 1; print "check-capi: line " NR ": " $0 > "/dev/stderr" }
+        END { exit bad }' && [ "$(wc -l < "$1")" = "$(wc -l < "$2")" ]
+}
 same "$work/shared.out" "$work/static.out" || fail "shared and static builds print different results"
 step "$(grep -c '^check' "$work/shared.out") error-path checks ok"
 
@@ -125,7 +135,7 @@ if [ $valgrind = 1 ]; then
         cat "$work/valgrind.log" >&2
         fail "valgrind found memory errors or definite leaks"
     fi
-    same "$work/shared.out" "$work/valgrind.out" || fail "results differ under valgrind"
+    close "$work/shared.out" "$work/valgrind.out" || fail "results differ under valgrind"
     grep -E '(ERROR SUMMARY|definitely lost|indirectly lost|possibly lost|still reachable):' "$work/valgrind.log" \
         | sed 's/^==[0-9]*== */check-capi: valgrind: /' >&2
 fi
