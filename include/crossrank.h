@@ -24,7 +24,7 @@
  *     }
  *     crossrank_model_free(model);
  *
- * Link with -lcrossrank (pkg-config: crossrank). See docs/c-api.md.
+ * Link with -lcrossrank (pkg-config: crossrank). See README.md, "Embedding: the C API".
  *
  * Conventions
  *

@@ -1,8 +1,10 @@
-//! The `crossrank` command line: `score`, `rank`, `tokenize`, `info`.
+//! The `crossrank` command line: `score`, `rank`, `tokenize`, `info`, `bench`.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
@@ -10,9 +12,9 @@ use serde_json::json;
 use crate::engine::{Device, Engine, EngineOptions, ModelFiles};
 use crate::error::{exit_code, Error, Result};
 use crate::hub::resolve_model;
-use crate::pipeline::{score_stream, ScoreOptions};
+use crate::pipeline::{score_stream, OnError, PipelineOptions, Sinks};
 use crate::progress::Progress;
-use crate::records::{Format, LineReader};
+use crate::records::{check_resume_windows, Format, LineReader};
 
 #[derive(Parser, Debug)]
 #[command(name = "crossrank", version = crate::long_version(), about = "Fast cross-encoder reranker inference (gte-multilingual rerankers)")]
@@ -33,6 +35,8 @@ pub enum Command {
     Info(InfoArgs),
     /// Score pairs on the GPU and on the CPU reference and compare logits, scores and rankings.
     Verify(crate::verify::VerifyArgs),
+    /// Measure end-to-end scoring throughput (pairs/s, tokens/s, TFLOP/s, time split).
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -78,6 +82,45 @@ pub struct ScoreArgs {
     /// jsonl or tsv [default: from the input extension; jsonl for stdin].
     #[arg(long)]
     pub format: Option<String>,
+    /// What a malformed input line does: `error` stops the run (exit 3) naming file and line;
+    /// `skip` writes it to the rejects file and goes on (the output then has one line fewer
+    /// per rejected line; each rejects line names its input line).
+    #[arg(long, default_value = "error", value_parser = parse_on_error)]
+    pub on_error: OnError,
+    /// Rejects file for `--on-error skip` (JSONL: line, reason, raw, and raw_base64 when the
+    /// line is not UTF-8) [default: <output>.rejects.jsonl].
+    #[arg(long)]
+    pub rejects: Option<String>,
+    /// Continue an interrupted run from `<output>.partial` (checked against the input, torn
+    /// last line dropped). Without a partial file this is an ordinary run.
+    #[arg(long)]
+    pub resume: bool,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+}
+
+/// Tuning of the streaming pipeline (defaults suit both backends).
+#[derive(Args, Debug, Clone)]
+pub struct PipelineArgs {
+    /// Input lines whose pairs are sorted by length together before packing batches; memory
+    /// grows with it. Resume with the same value (and --batch-tokens) as the interrupted run
+    /// for a byte-identical output.
+    #[arg(long, default_value_t = 65536)]
+    pub window: usize,
+    /// Tokenizer threads [default: every core].
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
+    /// Distinct query strings whose token ids are cached (0: no cache).
+    #[arg(long, default_value_t = 65536)]
+    pub query_cache: usize,
+}
+
+impl PipelineArgs {
+    pub fn apply(&self, options: &mut PipelineOptions) {
+        options.window_lines = self.window.max(1);
+        options.workers = self.workers;
+        options.query_cache = self.query_cache;
+    }
 }
 
 #[derive(Args, Debug)]
@@ -116,6 +159,14 @@ pub struct InfoArgs {
     pub json: bool,
 }
 
+pub fn parse_on_error(s: &str) -> std::result::Result<OnError, String> {
+    match s {
+        "error" | "stop" => Ok(OnError::Stop),
+        "skip" => Ok(OnError::Skip),
+        _ => Err(format!("unknown --on-error `{s}` (error or skip)")),
+    }
+}
+
 pub fn parse_device(s: &str) -> std::result::Result<Device, String> {
     match s {
         "auto" => Ok(Device::Auto),
@@ -144,6 +195,10 @@ pub fn main() -> i32 {
     };
     match run(cli) {
         Ok(()) => exit_code::OK,
+        Err(Error::Interrupted) => {
+            eprintln!("crossrank: interrupted");
+            exit_code::INTERRUPTED
+        }
         Err(e) => {
             eprintln!("crossrank: error: {e}");
             e.exit_code()
@@ -158,10 +213,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Tokenize(args) => tokenize(args),
         Command::Info(args) => info(args),
         Command::Verify(args) => crate::verify::run(args),
+        Command::Bench(args) => crate::bench::run(args),
     }
 }
 
-fn load_engine(run: &RunArgs) -> Result<Engine> {
+pub fn load_engine(run: &RunArgs) -> Result<Engine> {
     let dir = resolve_model(&run.model.model)?;
     let engine = Engine::load(
         &dir,
@@ -187,7 +243,7 @@ fn load_engine(run: &RunArgs) -> Result<Engine> {
     Ok(engine)
 }
 
-fn open_input(name: &str) -> Result<Box<dyn BufRead>> {
+pub fn open_input(name: &str) -> Result<Box<dyn BufRead + Send>> {
     if name == "-" {
         Ok(Box::new(BufReader::with_capacity(1 << 20, io::stdin())))
     } else {
@@ -196,7 +252,7 @@ fn open_input(name: &str) -> Result<Box<dyn BufRead>> {
     }
 }
 
-fn input_name(name: &str) -> String {
+pub fn input_name(name: &str) -> String {
     if name == "-" {
         "<stdin>".into()
     } else {
@@ -204,7 +260,7 @@ fn input_name(name: &str) -> String {
     }
 }
 
-fn resolve_format(explicit: Option<&str>, input: &str) -> Result<Format> {
+pub fn resolve_format(explicit: Option<&str>, input: &str) -> Result<Format> {
     match explicit {
         Some(f) => {
             Format::parse(f).ok_or_else(|| Error::InvalidArgument(format!("unknown --format `{f}` (jsonl or tsv)")))
@@ -268,26 +324,227 @@ pub fn temp_path_for(target: &Path) -> PathBuf {
     target.with_file_name(name)
 }
 
+/// A file written as `<target>.partial` and renamed to `<target>` when complete; an
+/// interrupted or failed run leaves the `.partial` for `--resume`.
+pub struct PartialFile {
+    target: PathBuf,
+    partial: PathBuf,
+    writer: BufWriter<File>,
+}
+
+impl PartialFile {
+    /// Starts an empty `<target>.partial`.
+    pub fn create(target: &Path) -> Result<Self> {
+        let partial = temp_path_for(target);
+        let file = File::create(&partial).map_err(|e| Error::io(&partial, e))?;
+        Ok(Self::wrap(target, partial, file))
+    }
+
+    /// Reopens `<target>.partial` for appending after its first `keep` bytes.
+    pub fn reopen(target: &Path, keep: u64) -> Result<Self> {
+        let partial = temp_path_for(target);
+        let mut file = File::options()
+            .write(true)
+            .open(&partial)
+            .map_err(|e| Error::io(&partial, e))?;
+        file.set_len(keep).map_err(|e| Error::io(&partial, e))?;
+        file.seek(io::SeekFrom::End(0)).map_err(|e| Error::io(&partial, e))?;
+        Ok(Self::wrap(target, partial, file))
+    }
+
+    fn wrap(target: &Path, partial: PathBuf, file: File) -> Self {
+        PartialFile {
+            target: target.to_path_buf(),
+            partial,
+            writer: BufWriter::with_capacity(1 << 20, file),
+        }
+    }
+
+    pub fn partial_path(&self) -> &Path {
+        &self.partial
+    }
+
+    pub fn writer(&mut self) -> &mut dyn Write {
+        &mut self.writer
+    }
+
+    /// Flushes; removes the partial file when it holds nothing.
+    pub fn close(mut self) -> Result<bool> {
+        self.writer.flush().map_err(|e| Error::io(&self.partial, e))?;
+        let len = self.writer.get_ref().metadata().map_or(1, |m| m.len());
+        if len == 0 {
+            let _ = std::fs::remove_file(&self.partial);
+        }
+        Ok(len > 0)
+    }
+
+    /// Flushes, syncs and renames into place.
+    pub fn commit(mut self) -> Result<()> {
+        self.writer.flush().map_err(|e| Error::io(&self.partial, e))?;
+        self.writer
+            .get_ref()
+            .sync_data()
+            .map_err(|e| Error::io(&self.partial, e))?;
+        std::fs::rename(&self.partial, &self.target).map_err(|e| Error::io(&self.target, e))
+    }
+}
+
+/// SIGINT and SIGTERM set the returned flag, which the pipeline polls; a second signal
+/// exits at once with code 130 (the partial output may then end in a torn line, which
+/// `--resume` drops).
+pub fn interrupt_flag() -> Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        let register = || -> io::Result<()> {
+            // Order matters: the conditional exit sees the flag before this signal sets it.
+            signal_hook::flag::register_conditional_shutdown(sig, exit_code::INTERRUPTED, flag.clone())?;
+            signal_hook::flag::register(sig, flag.clone())?;
+            Ok(())
+        };
+        register().map_err(|e| Error::Internal(format!("cannot install a signal handler: {e}")))?;
+    }
+    Ok(flag)
+}
+
 fn score(args: ScoreArgs) -> Result<()> {
     let format = resolve_format(args.format.as_deref(), &args.input)?;
-    let engine = load_engine(&args.run)?;
-    let input = open_input(&args.input)?;
-    let mut output = AtomicOutput::create(&args.output)?;
-    let mut progress = Progress::new(args.run.quiet, None);
-    let options = ScoreOptions {
-        format,
-        input_name: input_name(&args.input),
-        output_name: if args.output == "-" {
-            "<stdout>".into()
-        } else {
-            args.output.clone()
-        },
-        chunk_pairs: (engine.batch_tokens() * 8 / 40).clamp(1024, 1 << 16),
+    let to_stdout = args.output == "-";
+    if args.resume && to_stdout {
+        return Err(Error::InvalidArgument("--resume needs --output FILE".into()));
+    }
+    let rejects_target: Option<PathBuf> = match (args.on_error, &args.rejects) {
+        (OnError::Stop, Some(_)) => {
+            return Err(Error::InvalidArgument("--rejects needs --on-error skip".into()));
+        }
+        (OnError::Stop, None) => None,
+        (OnError::Skip, Some(r)) => Some(PathBuf::from(r)),
+        (OnError::Skip, None) if to_stdout => {
+            return Err(Error::InvalidArgument(
+                "--on-error skip with the output on stdout needs --rejects FILE".into(),
+            ))
+        }
+        (OnError::Skip, None) => Some(PathBuf::from(format!("{}.rejects.jsonl", args.output))),
     };
-    score_stream(&engine, input, output.writer(), &options, &mut progress)?;
-    output.commit()?;
-    progress.finish("scored");
-    Ok(())
+    let interrupt = interrupt_flag()?;
+    let engine = load_engine(&args.run)?;
+    let name = input_name(&args.input);
+    let mut reader = LineReader::new(open_input(&args.input)?);
+
+    // Outputs: fresh, or the checked prefix of an interrupted run's partial files.
+    let output_target = PathBuf::from(&args.output);
+    let mut resumed_lines = 0;
+    let (mut output, mut rejects) = if to_stdout {
+        (None, None)
+    } else if args.resume && temp_path_for(&output_target).is_file() {
+        let out_partial = temp_path_for(&output_target);
+        let rej_partial = rejects_target.as_deref().map(temp_path_for).filter(|p| p.is_file());
+        let open = |p: &Path| {
+            File::open(p)
+                .map(|f| BufReader::with_capacity(1 << 20, f))
+                .map_err(|e| Error::io(p, e))
+        };
+        let point = check_resume_windows(
+            format,
+            &mut reader,
+            &name,
+            open(&out_partial)?,
+            &out_partial.display().to_string(),
+            rej_partial.as_deref().map(open).transpose()?,
+            &rej_partial
+                .as_deref()
+                .unwrap_or(Path::new("<rejects>"))
+                .display()
+                .to_string(),
+            &|n| crate::pipeline::window_containing(n, args.pipeline.window).start == n,
+        )?;
+        resumed_lines = point.lines;
+        if !args.run.quiet {
+            eprintln!(
+                "crossrank: resuming {}: it accounts for {} input lines; continuing at line {} (the start of its batching window), keeping {} scored and {} rejected lines",
+                out_partial.display(),
+                point.checked,
+                point.lines + 1,
+                point.output_lines,
+                point.rejects_lines
+            );
+        }
+        let output = PartialFile::reopen(&output_target, point.output_bytes)?;
+        let rejects = match (&rejects_target, &rej_partial) {
+            (Some(t), Some(_)) => Some(PartialFile::reopen(t, point.rejects_bytes)?),
+            (Some(t), None) => Some(PartialFile::create(t)?),
+            (None, _) => None,
+        };
+        (Some(output), rejects)
+    } else {
+        let output = PartialFile::create(&output_target)?;
+        let rejects = rejects_target.as_deref().map(PartialFile::create).transpose()?;
+        (Some(output), rejects)
+    };
+
+    let mut options = PipelineOptions::new(format);
+    options.input_name = name;
+    options.output_name = output
+        .as_ref()
+        .map_or("<stdout>".into(), |o| o.partial_path().display().to_string());
+    options.rejects_name = rejects
+        .as_ref()
+        .map_or("<rejects>".into(), |r| r.partial_path().display().to_string());
+    options.on_error = args.on_error;
+    options.interrupt = Some(interrupt);
+    args.pipeline.apply(&mut options);
+
+    let mut progress = Progress::new(args.run.quiet, None);
+    let mut stdout = BufWriter::with_capacity(1 << 20, io::stdout());
+    let sinks = Sinks {
+        output: match output.as_mut() {
+            Some(o) => o.writer(),
+            None => &mut stdout,
+        },
+        rejects: rejects.as_mut().map(|r| r.writer()),
+    };
+    let (stats, result) = score_stream(&engine, reader, sinks, &options, &mut progress);
+    let done_lines = resumed_lines + stats.lines;
+    match result {
+        Ok(()) => {
+            if let Some(o) = output {
+                o.commit()?;
+            }
+            if let Some(r) = rejects {
+                r.commit()?;
+            }
+            let mut extra = format!(", forward thread busy {:.0}%", 100.0 * stats.forward_busy_fraction());
+            if stats.oom_splits > 0 {
+                extra += &format!(", {} batch splits on device OOM", stats.oom_splits);
+            }
+            if let Some(t) = &rejects_target {
+                extra += &format!(", {} rejected lines in {}", stats.rejected, t.display());
+            }
+            progress.finish_with("scored", &extra);
+            Ok(())
+        }
+        Err(e) => {
+            let kept = match output {
+                Some(o) => {
+                    let path = o.partial_path().to_path_buf();
+                    let kept = o.close()?;
+                    if let Some(r) = rejects {
+                        r.close()?;
+                    }
+                    kept.then_some(path)
+                }
+                None => None,
+            };
+            progress.finish_with("stopped after", "");
+            if let Some(path) = kept {
+                eprintln!(
+                    "crossrank: the first {done_lines} input lines are done in {}; rerun with --resume to continue",
+                    path.display()
+                );
+            }
+            Err(e)
+        }
+    }
 }
 
 fn rank(args: RankArgs) -> Result<()> {

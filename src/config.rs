@@ -51,6 +51,19 @@ pub fn sigmoid(x: f32) -> f32 {
     }
 }
 
+/// Upper bounds on the sizes a config may declare. They are far above any gte reranker
+/// (vocab 250048, hidden 768–1024, 12–24 layers, intermediate 3072–4096, 8192 positions) and
+/// keep every size derived from a config — tensor shapes, the parameter count, the list of
+/// per-layer tensors, the RoPE cos/sin tables built at load for every position — far from
+/// `usize` overflow and from absurd allocations, so a corrupt config.json is an error naming
+/// the key instead of a panic or an out-of-memory abort later (found by fuzzing, fuzz/).
+pub const MAX_VOCAB_SIZE: usize = 1 << 24;
+pub const MAX_HIDDEN_SIZE: usize = 1 << 16;
+pub const MAX_INTERMEDIATE_SIZE: usize = 1 << 18;
+pub const MAX_LAYERS: usize = 1 << 10;
+/// Entries of each RoPE table: `max_position_embeddings × head_dim / 2`.
+pub const MAX_ROPE_TABLE: usize = 1 << 28;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelType {
     /// Alibaba-NLP/new-impl remote code ("NewForSequenceClassification").
@@ -210,6 +223,16 @@ impl Parser<'_> {
                 return Err(self.err(format!("key `{key}` must be positive")));
             }
         }
+        for (key, v, max) in [
+            ("vocab_size", vocab_size, MAX_VOCAB_SIZE),
+            ("hidden_size", hidden_size, MAX_HIDDEN_SIZE),
+            ("num_hidden_layers", num_layers, MAX_LAYERS),
+            ("intermediate_size", intermediate_size, MAX_INTERMEDIATE_SIZE),
+        ] {
+            if v > max {
+                return Err(self.err(format!("key `{key}` = {v} is out of range (at most {max})")));
+            }
+        }
         if hidden_size % num_heads != 0 {
             return Err(self.err(format!(
                 "key `hidden_size` ({hidden_size}) is not a multiple of `num_attention_heads` ({num_heads})"
@@ -219,6 +242,12 @@ impl Parser<'_> {
         if head_dim % 2 != 0 {
             return Err(self.err(format!(
                 "head dimension {head_dim} (`hidden_size` / `num_attention_heads`) must be even for RoPE"
+            )));
+        }
+        if max_position_embeddings.saturating_mul(head_dim / 2) > MAX_ROPE_TABLE {
+            return Err(self.err(format!(
+                "key `max_position_embeddings` = {max_position_embeddings} is out of range: RoPE tables of {max_position_embeddings} positions × {} frequencies exceed {MAX_ROPE_TABLE} entries",
+                head_dim / 2
             )));
         }
         if let Some(d) = self.get("head_dim") {
@@ -302,6 +331,13 @@ impl Parser<'_> {
             ModelType::New => self.rope_new(head_dim)?,
             ModelType::Gte => self.rope_gte()?,
         };
+        // E.g. rope_theta × factor overflowing to infinity.
+        if !(rope.base.is_finite() && rope.base > 1.0 && rope.divisor.is_finite() && rope.divisor > 0.0) {
+            return Err(self.err(format!(
+                "RoPE base {} / divisor {} out of range (keys `rope_theta`, `rope_scaling` / `rope_parameters`)",
+                rope.base, rope.divisor
+            )));
+        }
         let activation = self.activation()?;
         let declared_dtype = self
             .str_key("torch_dtype")
@@ -380,6 +416,9 @@ impl Parser<'_> {
         };
         let top_theta = self.f64_key("rope_theta", 160000.0)?;
         let Some(params) = params else {
+            if top_theta <= 1.0 {
+                return Err(self.err(format!("key `rope_theta` = {top_theta} must be > 1")));
+            }
             return Ok(Rope {
                 base: top_theta,
                 divisor: 1.0,

@@ -3,6 +3,7 @@
 //! C ABI are built on.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::batch::{plan_batches, PackedBatch};
@@ -71,6 +72,11 @@ pub struct Engine {
     backend: Box<dyn Backend>,
     batch_tokens: usize,
     device_note: Option<String>,
+    /// Batches over this many tokens are split before the forward pass: set (to one less than
+    /// the smallest batch that ran out of device memory) by [`Engine::forward_split_on_oom`].
+    oom_token_cap: AtomicUsize,
+    /// Times a batch was split because of (or to avoid) device OOM.
+    oom_splits: AtomicU64,
 }
 
 /// Files of a model directory.
@@ -141,19 +147,26 @@ impl Engine {
     pub fn load(dir: &Path, options: &EngineOptions) -> Result<Self> {
         let files = ModelFiles::open(dir, options.max_length)?;
         let (backend, device_note) = make_backend(&files.tensors, options)?;
-        let batch_tokens = options
-            .batch_tokens
-            .unwrap_or_else(|| backend.default_batch_tokens())
-            .max(1);
-        Ok(Engine {
+        let mut engine = Engine::with_backend(files, backend, options.batch_tokens);
+        engine.device_note = device_note;
+        Ok(engine)
+    }
+
+    /// An engine over a backend built by the caller (tests wrap the CPU backend this way to
+    /// inject faults). `batch_tokens`: `None` takes the backend's default.
+    pub fn with_backend(files: ModelFiles, backend: Box<dyn Backend>, batch_tokens: Option<usize>) -> Self {
+        let batch_tokens = batch_tokens.unwrap_or_else(|| backend.default_batch_tokens()).max(1);
+        Engine {
             dir: files.dir,
             config: files.config,
             tensors: files.tensors,
             tokenizer: files.tokenizer,
             backend,
             batch_tokens,
-            device_note,
-        })
+            device_note: None,
+            oom_token_cap: AtomicUsize::new(usize::MAX),
+            oom_splits: AtomicU64::new(0),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -210,8 +223,61 @@ impl Engine {
         Ok(logits)
     }
 
+    /// Raw logits for one packed batch, splitting it in halves (recursively) whenever the
+    /// backend reports [`Error::DeviceOutOfMemory`]. A single sequence that still does not fit
+    /// is an error naming it through `describe(index in batch)` (e.g. its input line).
+    ///
+    /// After an OOM, batches larger than the one that failed are split up front, so a long
+    /// run does not pay for a failed attempt on every batch.
+    pub fn forward_split_on_oom(&self, batch: &PackedBatch, describe: &dyn Fn(usize) -> String) -> Result<Vec<f32>> {
+        self.forward_range(batch, 0..batch.num_seqs(), describe)
+    }
+
+    /// Times a batch was split because of device OOM (or pre-split after one).
+    pub fn oom_splits(&self) -> u64 {
+        self.oom_splits.load(Ordering::Relaxed)
+    }
+
+    fn forward_range(
+        &self,
+        batch: &PackedBatch,
+        seqs: std::ops::Range<usize>,
+        describe: &dyn Fn(usize) -> String,
+    ) -> Result<Vec<f32>> {
+        let whole = seqs.start == 0 && seqs.end == batch.num_seqs();
+        let tokens = (batch.cu_seqlens[seqs.end] - batch.cu_seqlens[seqs.start]) as usize;
+        let split = |this: &Self| -> Result<Vec<f32>> {
+            this.oom_splits.fetch_add(1, Ordering::Relaxed);
+            let mid = seqs.start + seqs.len() / 2;
+            let mut left = this.forward_range(batch, seqs.start..mid, describe)?;
+            left.extend(this.forward_range(batch, mid..seqs.end, describe)?);
+            Ok(left)
+        };
+        if seqs.len() > 1 && tokens > self.oom_token_cap.load(Ordering::Relaxed) {
+            return split(self);
+        }
+        let result = if whole {
+            self.forward(batch)
+        } else {
+            let sub = PackedBatch::from_sequences(seqs.clone().map(|s| &batch.token_ids[batch.seq_range(s)]));
+            self.forward(&sub)
+        };
+        match result {
+            Err(Error::DeviceOutOfMemory(msg)) if seqs.len() == 1 => Err(Error::DeviceOutOfMemory(format!(
+                "{} ({tokens} tokens) does not fit on the device even alone; lower --max-length ({msg})",
+                describe(seqs.start)
+            ))),
+            Err(Error::DeviceOutOfMemory(_)) => {
+                self.oom_token_cap.fetch_min(tokens - 1, Ordering::Relaxed);
+                split(self)
+            }
+            other => other,
+        }
+    }
+
     /// Logits of encoded pairs, in input order. Pairs are sorted by length and packed into
-    /// token-budget batches; `progress(pairs, tokens)` is called after each batch.
+    /// token-budget batches (split further on device OOM); `progress(pairs, tokens)` is
+    /// called after each batch.
     pub fn score_encoded_with(
         &self,
         pairs: &[EncodedPair],
@@ -225,7 +291,7 @@ impl Engine {
             for &i in &group {
                 batch.push(&pairs[i].ids);
             }
-            let out = self.forward(&batch)?;
+            let out = self.forward_split_on_oom(&batch, &|s| format!("pair {}", group[s]))?;
             for (&i, logit) in group.iter().zip(out) {
                 logits[i] = logit;
             }

@@ -7,6 +7,7 @@
 //! [`engine::Engine`] restores input order and applies the score activation.
 
 pub mod batch;
+pub mod bench;
 pub mod capi;
 pub mod cli;
 pub mod config;

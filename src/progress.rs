@@ -13,6 +13,8 @@ pub struct Totals {
     /// Real tokens (special tokens included, no padding).
     pub tokens: u64,
     pub truncated: u64,
+    /// Malformed input lines written to the rejects file (`--on-error skip`).
+    pub rejected: u64,
 }
 
 pub struct Progress {
@@ -54,9 +56,16 @@ impl Progress {
     }
 
     pub fn add(&mut self, pairs: u64, tokens: u64, truncated: u64) {
-        self.totals.pairs += pairs;
-        self.totals.tokens += tokens;
-        self.totals.truncated += truncated;
+        let mut t = self.totals;
+        t.pairs += pairs;
+        t.tokens += tokens;
+        t.truncated += truncated;
+        self.set(t);
+    }
+
+    /// Replaces the counts done so far.
+    pub fn set(&mut self, totals: Totals) {
+        self.totals = totals;
         if let Some(bar) = &self.bar {
             bar.set_position(self.totals.pairs);
             return;
@@ -65,11 +74,12 @@ impl Progress {
             self.last_line = Instant::now();
             let s = self.start.elapsed().as_secs_f64();
             eprintln!(
-                "crossrank: {} pairs, {:.0} pairs/s, {:.0} tokens/s, {} truncated",
+                "crossrank: {} pairs, {:.0} pairs/s, {:.0} tokens/s, {} truncated, {} rejected",
                 self.totals.pairs,
                 self.totals.pairs as f64 / s,
                 self.totals.tokens as f64 / s,
-                self.totals.truncated
+                self.totals.truncated,
+                self.totals.rejected
             );
         }
     }
@@ -80,6 +90,11 @@ impl Progress {
 
     /// Clears the bar and prints the summary line (unless quiet).
     pub fn finish(&self, what: &str) {
+        self.finish_with(what, "");
+    }
+
+    /// [`finish`](Self::finish) with more on the summary line (e.g. `, 3 rejected`).
+    pub fn finish_with(&self, what: &str, extra: &str) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
@@ -89,7 +104,7 @@ impl Progress {
         let s = self.start.elapsed().as_secs_f64().max(1e-9);
         let t = self.totals;
         eprintln!(
-            "crossrank: {what} {} pairs in {s:.2} s: {:.1} pairs/s, {:.0} tokens/s, {} truncated pairs",
+            "crossrank: {what} {} pairs in {s:.2} s: {:.1} pairs/s, {:.0} tokens/s, {} truncated pairs{extra}",
             t.pairs,
             t.pairs as f64 / s,
             t.tokens as f64 / s,

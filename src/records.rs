@@ -127,6 +127,11 @@ pub struct LineReader<R> {
     inner: R,
     line: u64,
     buf: Vec<u8>,
+    /// Length of the line last returned (`buf` without its line ending); `None` when the
+    /// last call returned no line, so [`LineReader::unread`] has nothing to give back.
+    last_len: Option<usize>,
+    /// Lines given back ([`LineReader::unread_lines`]), returned before reading more.
+    replay: std::collections::VecDeque<Vec<u8>>,
 }
 
 impl<R: BufRead> LineReader<R> {
@@ -135,19 +140,49 @@ impl<R: BufRead> LineReader<R> {
             inner,
             line: 0,
             buf: Vec::new(),
+            last_len: None,
+            replay: Default::default(),
         }
     }
 
     /// The next line, or `None` at end of input.
     pub fn next_line(&mut self) -> io::Result<Option<(u64, &[u8])>> {
-        self.buf.clear();
-        if self.inner.read_until(b'\n', &mut self.buf)? == 0 {
-            return Ok(None);
+        self.last_len = None;
+        if let Some(line) = self.replay.pop_front() {
+            // Replayed lines are stored without their line ending: never trim them again.
+            self.buf = line;
+        } else {
+            self.buf.clear();
+            if self.inner.read_until(b'\n', &mut self.buf)? == 0 {
+                return Ok(None);
+            }
+            let len = trim_line_ending(&self.buf).len();
+            self.buf.truncate(len);
         }
         self.line += 1;
-        Ok(Some((self.line, trim_line_ending(&self.buf))))
+        self.last_len = Some(self.buf.len());
+        Ok(Some((self.line, &self.buf)))
     }
 
+    /// Gives back the last `lines.len()` lines read (in order, without line endings): they
+    /// are returned again, with the same numbers, before anything new is read.
+    pub fn unread_lines(&mut self, lines: Vec<Vec<u8>>) {
+        assert!(lines.len() as u64 <= self.line, "unread more lines than were read");
+        self.line -= lines.len() as u64;
+        for line in lines.into_iter().rev() {
+            self.replay.push_front(line);
+        }
+    }
+
+    /// Gives back the line last returned by [`next_line`](Self::next_line).
+    pub fn unread(&mut self) {
+        if let Some(len) = self.last_len.take() {
+            let line = self.buf[..len].to_vec();
+            self.unread_lines(vec![line]);
+        }
+    }
+
+    /// Lines consumed so far (lines given back do not count).
     pub fn lines_read(&self) -> u64 {
         self.line
     }
@@ -156,15 +191,317 @@ impl<R: BufRead> LineReader<R> {
 /// Writes one scored record.
 pub fn write_scored(out: &mut dyn Write, record: &Record, score: PairScore) -> io::Result<()> {
     match &record.echo {
-        Echo::Json(obj) => {
-            let mut obj = obj.clone();
-            obj.insert("logit".into(), Value::from(score.logit));
-            obj.insert("score".into(), Value::from(score.score));
-            serde_json::to_writer(&mut *out, &obj)?;
-            out.write_all(b"\n")
-        }
-        Echo::Tsv(line) => writeln!(out, "{line}\t{}\t{}", score.logit, score.score),
+        Echo::Json(obj) => write_json_map(out, obj, score),
+        Echo::Tsv(line) => write_tsv(out, line, score),
     }
+}
+
+fn write_json_map(out: &mut dyn Write, obj: &Map<String, Value>, score: PairScore) -> io::Result<()> {
+    let mut obj = obj.clone();
+    obj.insert("logit".into(), Value::from(score.logit));
+    obj.insert("score".into(), Value::from(score.score));
+    serde_json::to_writer(&mut *out, &obj)?;
+    out.write_all(b"\n")
+}
+
+fn write_tsv(out: &mut dyn Write, line: &str, score: PairScore) -> io::Result<()> {
+    writeln!(out, "{line}\t{}\t{}", score.logit, score.score)
+}
+
+/// An echo rendered ahead of time (on a tokenizer thread), so the writer only appends the
+/// numbers. Output bytes are exactly those of [`write_scored`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Rendered {
+    /// The serialized object without its closing `}` (`{` when it has no fields).
+    JsonHead(String),
+    /// An object that already has `logit` or `score` fields: those are replaced in place.
+    JsonMap(Map<String, Value>),
+    Tsv(String),
+}
+
+impl Rendered {
+    pub fn new(echo: Echo) -> Rendered {
+        match echo {
+            Echo::Tsv(line) => Rendered::Tsv(line),
+            Echo::Json(obj) if obj.contains_key("logit") || obj.contains_key("score") => Rendered::JsonMap(obj),
+            Echo::Json(obj) => {
+                let mut text = serde_json::to_string(&obj).expect("a JSON map serializes");
+                text.pop(); // the closing brace
+                Rendered::JsonHead(text)
+            }
+        }
+    }
+
+    /// Bytes held (for memory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Rendered::JsonHead(s) | Rendered::Tsv(s) => s.capacity(),
+            Rendered::JsonMap(m) => m.iter().map(|(k, v)| k.len() + v.to_string().len() + 32).sum(),
+        }
+    }
+
+    pub fn write(&self, out: &mut dyn Write, score: PairScore) -> io::Result<()> {
+        match self {
+            Rendered::JsonHead(head) => {
+                out.write_all(head.as_bytes())?;
+                out.write_all(if head.len() > 1 { b",\"logit\":" } else { b"\"logit\":" })?;
+                serde_json::to_writer(&mut *out, &Value::from(score.logit))?;
+                out.write_all(b",\"score\":")?;
+                serde_json::to_writer(&mut *out, &Value::from(score.score))?;
+                out.write_all(b"}\n")
+            }
+            Rendered::JsonMap(obj) => write_json_map(out, obj, score),
+            Rendered::Tsv(line) => write_tsv(out, line, score),
+        }
+    }
+}
+
+/// One line of the rejects file: `{"line", "reason", "raw"}`, plus `raw_base64` (standard
+/// alphabet, padded) when the line is not valid UTF-8 (`raw` is then decoded lossily).
+pub fn write_reject(out: &mut dyn Write, line: u64, reason: &str, raw: &[u8]) -> io::Result<()> {
+    let mut obj = Map::new();
+    obj.insert("line".into(), Value::from(line));
+    obj.insert("reason".into(), Value::from(reason));
+    obj.insert("raw".into(), Value::from(String::from_utf8_lossy(raw).into_owned()));
+    if std::str::from_utf8(raw).is_err() {
+        use base64::Engine as _;
+        obj.insert(
+            "raw_base64".into(),
+            Value::from(base64::engine::general_purpose::STANDARD.encode(raw)),
+        );
+    }
+    serde_json::to_writer(&mut *out, &obj)?;
+    out.write_all(b"\n")
+}
+
+/// Where to continue an interrupted run, as found by [`check_resume`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// Input lines kept as done (scored or rejected), from the first.
+    pub lines: u64,
+    /// Input lines the partial files were found to account for (`>= lines`).
+    pub checked: u64,
+    /// Output lines kept and the byte length they take.
+    pub output_lines: u64,
+    pub output_bytes: u64,
+    /// Rejects lines kept and the byte length they take.
+    pub rejects_lines: u64,
+    pub rejects_bytes: u64,
+    /// Bytes of a torn (unterminated) last line dropped from the output and rejects.
+    pub torn_bytes: u64,
+}
+
+/// Complete lines of a partial file.
+struct Complete<R> {
+    inner: R,
+    buf: Vec<u8>,
+    torn: u64,
+}
+
+impl<R: BufRead> Complete<R> {
+    fn new(inner: R) -> Self {
+        Complete {
+            inner,
+            buf: Vec::new(),
+            torn: 0,
+        }
+    }
+
+    /// The next complete line (without its `\n`); a final line without `\n` is torn and
+    /// counts as absent.
+    fn next(&mut self) -> io::Result<Option<&[u8]>> {
+        self.buf.clear();
+        let n = self.inner.read_until(b'\n', &mut self.buf)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if self.buf.last() != Some(&b'\n') {
+            self.torn = n as u64;
+            return Ok(None);
+        }
+        Ok(Some(&self.buf[..n - 1]))
+    }
+}
+
+/// Checks that a partial output (and rejects file) of an interrupted run is what this input
+/// produces, record by record, and finds where to continue: the start of the window (a
+/// range of input lines the pipeline sorts and batches together, see
+/// [`crate::pipeline::window_containing`]) holding the first input line that neither file
+/// accounts for, so that the rest of the run forms the very batches an uninterrupted run
+/// would. `is_window_start(n)` says whether a window starts after `n` lines. `reader` is left
+/// so that its next line is the first one to score.
+///
+/// An output line matches an input record when, for JSONL, it is the input object plus
+/// `logit` and `score` (compared without those two keys), and for TSV, the input line plus
+/// two columns. A rejects line matches an input line it names by number and raw text. What
+/// follows the returned point in each file (lines of the restarted window, lines one file
+/// was flushed further than the other, a torn last line) is to be truncated.
+#[allow(clippy::too_many_arguments)]
+pub fn check_resume_windows<R: BufRead>(
+    format: Format,
+    reader: &mut LineReader<R>,
+    input_name: &str,
+    output: impl BufRead,
+    output_name: &str,
+    rejects: Option<impl BufRead>,
+    rejects_name: &str,
+    is_window_start: &dyn Fn(u64) -> bool,
+) -> crate::error::Result<ResumePoint> {
+    use crate::error::Error;
+    let mut out = Complete::new(output);
+    let mut rej = rejects.map(Complete::new);
+    let mut point = ResumePoint::default();
+    let mut checkpoint = ResumePoint::default();
+    // Input lines read since `checkpoint`, given back to the reader at the end.
+    let mut since: Vec<Vec<u8>> = Vec::new();
+    let mut out_next: Option<Vec<u8>> = None;
+    let mut rej_next: Option<Vec<u8>> = None;
+    let mut out_done = false;
+    let mut rej_done = rej.is_none();
+    loop {
+        if is_window_start(point.lines) {
+            checkpoint = point.clone();
+            since.clear();
+        }
+        if out_next.is_none() && !out_done {
+            match out.next().map_err(|e| Error::io(output_name, e))? {
+                Some(l) => out_next = Some(l.to_vec()),
+                None => out_done = true,
+            }
+        }
+        if rej_next.is_none() && !rej_done {
+            match rej
+                .as_mut()
+                .map(|r| r.next())
+                .transpose()
+                .map_err(|e| Error::io(rejects_name, e))?
+            {
+                Some(Some(l)) => rej_next = Some(l.to_vec()),
+                _ => rej_done = true,
+            }
+        }
+        if out_next.is_none() && rej_next.is_none() {
+            break;
+        }
+        let Some((line, raw)) = reader.next_line().map_err(|e| Error::io(input_name, e))? else {
+            // The input ends before the partial files do: they belong to another input.
+            let (name, n) = if out_next.is_some() {
+                (output_name, point.output_lines + 1)
+            } else {
+                (rejects_name, point.rejects_lines + 1)
+            };
+            return Err(Error::input(
+                name,
+                n,
+                format!("partial output goes on past the end of the input {input_name}: not a run of this input (delete it to start over)"),
+            ));
+        };
+        since.push(raw.to_vec());
+        match parse_record(format, line, raw) {
+            Ok(record) => {
+                let Some(o) = out_next.take() else {
+                    break;
+                };
+                if let Err(why) = output_matches(&record, &o) {
+                    return Err(Error::input(
+                        output_name,
+                        point.output_lines + 1,
+                        format!("partial output does not match input {input_name}:{line} ({why}); delete it or run without --resume"),
+                    ));
+                }
+                point.output_lines += 1;
+                point.output_bytes += o.len() as u64 + 1;
+            }
+            Err(_) => {
+                let Some(r) = rej_next.take() else {
+                    break;
+                };
+                if let Err(why) = reject_matches(line, raw, &r) {
+                    return Err(Error::input(
+                        rejects_name,
+                        point.rejects_lines + 1,
+                        format!("partial rejects file does not match input {input_name}:{line} ({why}); delete it or run without --resume"),
+                    ));
+                }
+                point.rejects_lines += 1;
+                point.rejects_bytes += r.len() as u64 + 1;
+            }
+        }
+        point.lines = line;
+    }
+    reader.unread_lines(since);
+    checkpoint.checked = point.lines;
+    checkpoint.torn_bytes = out.torn + rej.map_or(0, |r| r.torn);
+    Ok(checkpoint)
+}
+
+/// [`check_resume_windows`] continuing at the exact first line not accounted for (every
+/// line a window start).
+pub fn check_resume<R: BufRead>(
+    format: Format,
+    reader: &mut LineReader<R>,
+    input_name: &str,
+    output: impl BufRead,
+    output_name: &str,
+    rejects: Option<impl BufRead>,
+    rejects_name: &str,
+) -> crate::error::Result<ResumePoint> {
+    check_resume_windows(
+        format,
+        reader,
+        input_name,
+        output,
+        output_name,
+        rejects,
+        rejects_name,
+        &|_| true,
+    )
+}
+
+fn output_matches(record: &Record, out: &[u8]) -> Result<(), String> {
+    let text = std::str::from_utf8(out).map_err(|_| "output line is not UTF-8".to_string())?;
+    match &record.echo {
+        Echo::Json(input) => {
+            let Ok(Value::Object(mut got)) = serde_json::from_str::<Value>(text) else {
+                return Err("output line is not a JSON object".into());
+            };
+            for key in ["logit", "score"] {
+                match got.shift_remove(key) {
+                    Some(Value::Number(_) | Value::Null) => {}
+                    _ => return Err(format!("output line has no numeric `{key}`")),
+                }
+            }
+            let mut want = input.clone();
+            want.shift_remove("logit");
+            want.shift_remove("score");
+            if got != want {
+                return Err("echoed fields differ".into());
+            }
+            Ok(())
+        }
+        Echo::Tsv(line) => {
+            let rest = text
+                .strip_prefix(line.as_str())
+                .and_then(|r| r.strip_prefix('\t'))
+                .ok_or("echoed columns differ")?;
+            let cols: Vec<&str> = rest.split('\t').collect();
+            if cols.len() != 2 || cols.iter().any(|c| c.parse::<f32>().is_err()) {
+                return Err("output line does not end in logit and score columns".into());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn reject_matches(line: u64, raw: &[u8], rejected: &[u8]) -> Result<(), String> {
+    let v: Value = serde_json::from_slice(rejected).map_err(|_| "rejects line is not JSON".to_string())?;
+    if v.get("line").and_then(Value::as_u64) != Some(line) {
+        return Err(format!("it names line {}", v.get("line").unwrap_or(&Value::Null)));
+    }
+    if v.get("raw").and_then(Value::as_str) != Some(String::from_utf8_lossy(raw).as_ref()) {
+        return Err("raw text differs".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -223,5 +560,119 @@ mod tests {
         assert_eq!((r.query.as_str(), r.document.as_str()), ("", ""));
         let r = parse_record(Format::Tsv, 1, b"\t").unwrap();
         assert_eq!((r.query.as_str(), r.document.as_str()), ("", ""));
+    }
+
+    #[test]
+    fn rendered_echo_writes_the_same_bytes_as_write_scored() {
+        let score = PairScore {
+            logit: -1.25,
+            score: 0.2227,
+        };
+        let lines: [(Format, &[u8]); 5] = [
+            (
+                Format::Jsonl,
+                br#"{"id": 3, "query": "q", "document": "d", "x": [1, {"y": null}]}"#,
+            ),
+            (
+                Format::Jsonl,
+                br#"{"query": "q", "score": 9, "document": "d", "logit": "old"}"#,
+            ),
+            (Format::Jsonl, br#"{"query": "", "document": "\u00e9\n"}"#),
+            (Format::Tsv, b"q\td"),
+            (Format::Tsv, b"\t"),
+        ];
+        for (format, raw) in lines {
+            let r = parse_record(format, 1, raw).unwrap();
+            let mut want = Vec::new();
+            write_scored(&mut want, &r, score).unwrap();
+            let mut got = Vec::new();
+            Rendered::new(r.echo.clone()).write(&mut got, score).unwrap();
+            assert_eq!(String::from_utf8(got).unwrap(), String::from_utf8(want).unwrap());
+        }
+    }
+
+    #[test]
+    fn rejects_carry_line_reason_raw_and_base64_when_not_utf8() {
+        let mut out = Vec::new();
+        write_reject(&mut out, 7, "blank line", b"").unwrap();
+        write_reject(&mut out, 9, "invalid UTF-8 at byte 1", b"a\xffb").unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let rows: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(
+            rows[0],
+            serde_json::json!({"line": 7, "reason": "blank line", "raw": ""})
+        );
+        assert_eq!(rows[1]["raw"], "a\u{fffd}b");
+        assert_eq!(rows[1]["raw_base64"], "Yf9i");
+    }
+
+    #[test]
+    fn resume_restarts_at_the_window_holding_the_first_missing_line() {
+        let input: String = (0..10)
+            .map(|i| format!("{{\"id\": {i}, \"query\": \"q{i}\", \"document\": \"d\"}}\n"))
+            .collect();
+        let score = PairScore { logit: 0.5, score: 0.6 };
+        let mut output = Vec::new();
+        for line in input.lines().take(7) {
+            let r = parse_record(Format::Jsonl, 1, line.as_bytes()).unwrap();
+            write_scored(&mut output, &r, score).unwrap();
+        }
+        let seven = output.len() as u64;
+        output.extend_from_slice(b"{\"id\": 7, \"que"); // torn
+        let mut reader = LineReader::new(input.as_bytes());
+        let windows_of_4 = |n: u64| n % 4 == 0;
+        let point = check_resume_windows(
+            Format::Jsonl,
+            &mut reader,
+            "in",
+            &output[..],
+            "out",
+            None::<&[u8]>,
+            "rej",
+            &windows_of_4,
+        )
+        .unwrap();
+        assert_eq!((point.checked, point.lines, point.output_lines), (7, 4, 4));
+        let four = output.iter().enumerate().filter(|(_, &c)| c == b'\n').nth(3).unwrap().0 + 1;
+        assert_eq!(point.output_bytes, four as u64);
+        assert_eq!(point.torn_bytes, 14);
+        let (line, raw) = reader.next_line().unwrap().unwrap();
+        assert_eq!(line, 5);
+        assert!(raw.starts_with(b"{\"id\": 4,"));
+        let mut rest = 1;
+        while reader.next_line().unwrap().is_some() {
+            rest += 1;
+        }
+        assert_eq!(rest, 6);
+
+        // Every line a window start: continue right after the last complete line.
+        let mut reader = LineReader::new(input.as_bytes());
+        let point = check_resume(
+            Format::Jsonl,
+            &mut reader,
+            "in",
+            &output[..],
+            "out",
+            None::<&[u8]>,
+            "rej",
+        )
+        .unwrap();
+        assert_eq!((point.lines, point.output_bytes), (7, seven));
+        assert_eq!(reader.next_line().unwrap().unwrap().0, 8);
+
+        // A different input is refused.
+        let other = input.replace("q3", "q3x");
+        let mut reader = LineReader::new(other.as_bytes());
+        let err = check_resume(
+            Format::Jsonl,
+            &mut reader,
+            "in",
+            &output[..],
+            "out",
+            None::<&[u8]>,
+            "rej",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("does not match input in:4"), "{err}");
     }
 }

@@ -55,7 +55,7 @@ pub struct VerifyArgs {
     /// Tokens per CPU batch.
     #[arg(long, default_value_t = 4096)]
     pub cpu_batch_tokens: usize,
-    /// CPU threads [default: every core].
+    /// CPU threads (0: every core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Largest acceptable |GPU logit - CPU logit|.

@@ -56,9 +56,28 @@ struct TensorEntry {
     end: usize,
 }
 
+/// The bytes of one safetensors file: memory-mapped from disk, or owned (an in-memory
+/// checkpoint, see [`Checkpoint::from_bytes`]).
+enum Storage {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Storage {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Storage::Mapped(map) => map,
+            Storage::Owned(bytes) => bytes,
+        }
+    }
+}
+
+/// One safetensors file with its validated header.
 struct MappedFile {
     path: PathBuf,
-    map: Mmap,
+    map: Storage,
     tensors: HashMap<String, TensorEntry>,
 }
 
@@ -68,26 +87,41 @@ impl MappedFile {
         // SAFETY: the map is read-only; like every mmap-based loader we rely on the checkpoint
         // not being modified while the engine runs.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        let (header_len, metadata) = SafeTensors::read_metadata(&map).map_err(|e| {
+        Self::parse(path, Storage::Mapped(map))
+    }
+
+    /// Reads the header and checks that every tensor's byte range lies inside `map`.
+    fn parse(path: &Path, map: Storage) -> Result<Self> {
+        let invalid = |why: String| {
             Error::checkpoint(
                 path,
-                format!("not a valid safetensors file (truncated or corrupted?): {e}"),
+                format!("not a valid safetensors file (truncated or corrupted?): {why}"),
             )
-        })?;
+        };
+        let (header_len, metadata) = SafeTensors::read_metadata(&map).map_err(|e| invalid(e.to_string()))?;
         let data_start = 8 + header_len;
-        let tensors = metadata
-            .tensors()
-            .into_iter()
-            .map(|(name, info)| {
-                let entry = TensorEntry {
-                    dtype: info.dtype,
-                    shape: info.shape.clone(),
-                    start: data_start + info.data_offsets.0,
-                    end: data_start + info.data_offsets.1,
-                };
-                (name, entry)
-            })
-            .collect();
+        let mut tensors = HashMap::new();
+        for (name, info) in metadata.tensors() {
+            // read_metadata already checks that the offsets tile the data section exactly;
+            // checked again here so a slice of `map` can never be out of bounds.
+            let (start, end) = (
+                data_start.checked_add(info.data_offsets.0),
+                data_start.checked_add(info.data_offsets.1),
+            );
+            let (Some(start), Some(end)) = (start, end) else {
+                return Err(invalid(format!("tensor `{name}`: data offsets overflow")));
+            };
+            if start > end || end > map.len() {
+                return Err(invalid(format!("tensor `{name}`: data offsets out of bounds")));
+            }
+            let entry = TensorEntry {
+                dtype: info.dtype,
+                shape: info.shape.clone(),
+                start,
+                end,
+            };
+            tensors.insert(name, entry);
+        }
         Ok(MappedFile {
             path: path.to_path_buf(),
             map,
@@ -243,11 +277,28 @@ impl Checkpoint {
         Ok(ckpt)
     }
 
+    /// A single-file checkpoint held in memory: `bytes` is the content of a `model.safetensors`
+    /// and `path` the name error messages give it (`dir()` is its parent). The header is
+    /// validated exactly as for [`open_dir`](Self::open_dir), which maps the file instead;
+    /// this is for checkpoints that are not files (tests, fuzzing, embedding callers).
+    pub fn from_bytes(path: impl Into<PathBuf>, bytes: Vec<u8>) -> Result<Self> {
+        let path = path.into();
+        let file = MappedFile::parse(&path, Storage::Owned(bytes))?;
+        let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        Self::from_mapped(dir, [Ok(file)])
+    }
+
     fn open_files(dir: &Path, paths: &[PathBuf]) -> Result<Self> {
-        let mut files = Vec::with_capacity(paths.len());
+        Self::from_mapped(dir.to_path_buf(), paths.iter().map(|p| MappedFile::open(p)))
+    }
+
+    /// Indexes the tensors of `shards` (opened lazily, in order) by name.
+    fn from_mapped(dir: PathBuf, shards: impl IntoIterator<Item = Result<MappedFile>>) -> Result<Self> {
+        let mut files = Vec::new();
         let mut location = HashMap::new();
-        for path in paths {
-            let file = MappedFile::open(path)?;
+        for file in shards {
+            let file = file?;
+            let path = &file.path;
             for name in file.tensors.keys() {
                 if location.insert(name.clone(), files.len()).is_some() {
                     return Err(Error::checkpoint(
@@ -258,11 +309,7 @@ impl Checkpoint {
             }
             files.push(file);
         }
-        Ok(Checkpoint {
-            dir: dir.to_path_buf(),
-            files,
-            location,
-        })
+        Ok(Checkpoint { dir, files, location })
     }
 
     pub fn dir(&self) -> &Path {

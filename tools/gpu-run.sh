@@ -5,24 +5,37 @@
 # bundle built here by tools/make-gpu-bundle.sh carried along:
 #     run(command="bash tools/gpu-run.sh", carry=["gpu-bundle"], timeout_s=540)
 #
-# Steps (each one time-limited; a failing step never stops the next ones):
-#   info     nvidia-smi, driver, the CUDA libraries found (LD_LIBRARY_PATH is set up here)
-#   kernels  gpu-bundle/tests/gpu_kernels --ignored (every kernel vs its CPU twin)
-#   model    gpu-bundle/tests/gpu_model --ignored (whole model vs CPU, tiny fixture, real shapes)
-#   tiny     crossrank verify on tests/fixtures/tiny (reference attention path, head_dim 16)
-#   ckpt     a real-size random checkpoint (12 layers, hidden 768, 250048 rows, F16) via numpy,
-#            generated in the background while the tests run
-#   verify   crossrank verify on it: >= 1,000 pairs, 8..2,048 tokens, GPU vs CPU f32
-#            (acceptance: max |dlogit| <= 5e-3, same top-1 per query)
-#   speed    crossrank score --device cuda on 100,000 synthetic short pairs (tools/gen_pairs.py
-#            when present): a first end-to-end throughput figure
+# Steps, correctness first (each one time-limited; a failing step never stops the next ones;
+# when the budget runs out the remaining steps are skipped):
+#   info         nvidia-smi, driver, the CUDA libraries found (LD_LIBRARY_PATH is set up here)
+#   gpu_kernels  gpu-bundle/tests/gpu_kernels --ignored (every kernel vs its CPU twin)
+#   gpu_model    gpu-bundle/tests/gpu_model --ignored (whole model vs CPU, tiny fixture, real shapes)
+#   tiny         crossrank verify on tests/fixtures/tiny (reference attention path, head_dim 16)
+#   ckpt         a real-size random checkpoint (12 layers, hidden 768, 250048 rows, F16) via numpy,
+#                generated in the background while the tests run (so are the benchmark pairs)
+#   verify       crossrank verify on it: >= 1,000 pairs, 8..2,048 tokens, GPU vs CPU f32
+#                (acceptance: max |dlogit| <= 5e-3, same top-1 per query)
+#   verify_tuned the same check on 128 short pairs with CROSSRANK_GEMM_TUNE=1 CROSSRANK_PROFILE=1
+#                (the autotuned GEMMs and the profiled forward against the CPU)
+#   bench        crossrank bench --pairs (SPEED_PAIRS synthetic affiliation pairs from
+#                tools/gen_pairs.py) with CROSSRANK_PROFILE=1: pairs/s, TFLOP/s, per-op profile
+#   bench_tuned  the same with CROSSRANK_GEMM_TUNE=1 too: the chosen GEMM algorithms
+#   gpu_ops      the criterion GPU benchmarks (gpu-bundle/bench/gpu_ops --bench, short times:
+#                cuBLASLt sweep, every kernel, every GEMM shape at 2k..32k tokens)
+#   pytorch      tools/bench_pytorch.py, the PyTorch peer (native GTE, fp16, SDPA, modes sorted
+#                and st32) on the same checkpoint and pairs; the machine's transformers lacks
+#                native GTE, so gpu-bundle/wheels (transformers 5.24.0, regex) are installed
+#                into $WORK/site first
+#   speed        crossrank score --device cuda on the same pairs: end-to-end CLI throughput
 #
-# Outputs go to $OUT (default ./gpu-out), at most 8 files: summary.txt, info.txt, tests.log,
-# verify-tiny.log, verify-real.log, verify-real.json, speed.log. The summary (PASS/FAIL per
-# step) is printed last.
+# Outputs go to $OUT (default ./gpu-out), 8 files: summary.txt, info.txt, tests.log,
+# verify.log (tiny, real, tuned), verify-real.json, perf.log (bench, bench_tuned, pytorch,
+# speed), perf.json (the bench and PyTorch JSON results, merged), gpu_ops.log. The summary
+# (PASS/FAIL per step, headline numbers) is printed last.
 #
 # Knobs: CROSSRANK_GPU_RUN_BUDGET (seconds for all steps, default 450), VERIFY_PAIRS (1024),
-# SPEED_PAIRS (100000), CROSSRANK_BUNDLE (gpu-bundle).
+# SPEED_PAIRS (100000), PT_ST32_PAIRS (20000: st32 is slow and its rate does not depend on N),
+# CROSSRANK_BUNDLE (gpu-bundle).
 # `tools/gpu-run.sh make-checkpoint DIR TOKENIZER_JSON [LAYERS]` and
 # `tools/gpu-run.sh make-pairs FILE TOKENIZER_JSON N` run one generator alone.
 
@@ -154,11 +167,13 @@ mkdir -p "$OUT"
 BUDGET="${CROSSRANK_GPU_RUN_BUDGET:-450}"
 VERIFY_PAIRS="${VERIFY_PAIRS:-1024}"
 SPEED_PAIRS="${SPEED_PAIRS:-100000}"
+PT_ST32_PAIRS="${PT_ST32_PAIRS:-20000}"
 START=$(date +%s)
 NPROC=$(nproc 2>/dev/null || echo 4)
 BIN="$BUNDLE/bin/crossrank"
 WORK="${TMPDIR:-/tmp}/crossrank-gpu-run"
 REAL="$WORK/real-model"
+PAIRS="$WORK/pairs.jsonl"
 mkdir -p "$WORK"
 SUMMARY=()
 
@@ -179,7 +194,7 @@ run_step() {
     local limit
     limit=$(step_limit "$cap")
     if (( limit < 10 )); then
-        SUMMARY+=("$(printf '%-11s SKIP     time budget spent' "$name")")
+        SUMMARY+=("$(printf '%-12s SKIP     time budget spent' "$name")")
         log "$name: skipped (time budget spent)"
         return 99
     fi
@@ -196,7 +211,7 @@ run_step() {
     local dt=$(( SECONDS - t0 )) status=PASS
     if (( rc == 124 || rc == 137 )); then status=TIMEOUT; elif (( rc != 0 )); then status="FAIL"; fi
     echo "===== $name: $status (exit $rc, ${dt}s)" >>"$logf"
-    SUMMARY+=("$(printf '%-11s %-8s %4ss  exit %-3s' "$name" "$status" "$dt" "$rc")")
+    SUMMARY+=("$(printf '%-12s %-8s %4ss  exit %-3s' "$name" "$status" "$dt" "$rc")")
     log "$name: $status (exit $rc, ${dt}s)"
     if [[ $status != PASS ]]; then
         echo "----- last lines of $logf:"
@@ -205,27 +220,31 @@ run_step() {
     fi
     return $rc
 }
-skip() { SUMMARY+=("$(printf '%-11s SKIP     %s' "$1" "$2")"); log "$1: skipped ($2)"; }
+skip() { SUMMARY+=("$(printf '%-12s SKIP     %s' "$1" "$2")"); log "$1: skipped ($2)"; }
 
 # The CUDA libraries: libcuda from the driver, libcublas/libcublasLt (and libnvrtc for the
 # NVRTC test) from the toolkit or the pip wheels; put their directories on LD_LIBRARY_PATH.
-find_lib_dir() {
-    local name=$1 hit
-    hit=$(ldconfig -p 2>/dev/null | awk -v n="$name" '$1 == n { print $NF; exit }')
-    if [[ -z $hit ]]; then
-        hit=$(timeout 60 find /usr/local /usr/lib /usr/lib64 /opt -name "$name" \( -type f -o -type l \) 2>/dev/null | head -n 1)
-    fi
-    [[ -n $hit ]] && dirname "$hit"
-}
+LIBS=(libcuda.so.1 libcublas.so.13 libcublasLt.so.13 libnvrtc.so.13)
+declare -A LIBDIR=()
+for lib in "${LIBS[@]}"; do
+    hit=$(ldconfig -p 2>/dev/null | awk -v n="$lib" '$1 == n { print $NF; exit }')
+    [[ -n $hit ]] && LIBDIR[$lib]=$(dirname "$hit")
+done
+missing=()
+for lib in "${LIBS[@]}"; do [[ -z ${LIBDIR[$lib]:-} ]] && missing+=(-o -name "$lib"); done
+if (( ${#missing[@]} )); then
+    # One search for every library ldconfig does not know (first hit per name wins).
+    while read -r path; do
+        name=$(basename "$path")
+        [[ -z ${LIBDIR[$name]:-} ]] && LIBDIR[$name]=$(dirname "$path")
+    done < <(timeout 60 find /usr/local /usr/lib /usr/lib64 /opt \( -false "${missing[@]}" \) \
+                 \( -type f -o -type l \) 2>/dev/null)
+fi
 LIBDIRS=""
-for lib in libcuda.so.1 libcublas.so.13 libcublasLt.so.13 libnvrtc.so.13; do
-    d=$(find_lib_dir "$lib")
-    if [[ -n $d ]]; then
-        [[ ":$LIBDIRS:" != *":$d:"* ]] && LIBDIRS="$LIBDIRS:$d"
-        echo "$lib: $d" >>"$OUT/info.txt"
-    else
-        echo "$lib: NOT FOUND" >>"$OUT/info.txt"
-    fi
+for lib in "${LIBS[@]}"; do
+    d=${LIBDIR[$lib]:-}
+    echo "$lib: ${d:-NOT FOUND}" >>"$OUT/info.txt"
+    [[ -n $d && ":$LIBDIRS:" != *":$d:"* ]] && LIBDIRS="$LIBDIRS:$d"
 done
 export LD_LIBRARY_PATH="${LIBDIRS#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export RUST_BACKTRACE=1
@@ -239,11 +258,16 @@ if [[ -f $BUNDLE/assets/xlmr-tokenizer.json.gz ]]; then
 elif [[ -f $BUNDLE/assets/xlmr-tokenizer.json ]]; then
     cp "$BUNDLE/assets/xlmr-tokenizer.json" "$TOKENIZER"
 fi
+# Python tools: the working tree's, else the bundle's copies.
+tool() { local t; for t in "tools/$1" "$BUNDLE/tools/$1"; do [[ -f $t ]] && { echo "$t"; return; }; done; }
+GEN_PAIRS=$(tool gen_pairs.py)
+BENCH_PYTORCH=$(tool bench_pytorch.py)
 
-export BUNDLE OUT NPROC BIN WORK REAL TOKENIZER SPEED_PAIRS PY_PAIRS
+export BUNDLE OUT NPROC BIN WORK REAL PAIRS TOKENIZER SPEED_PAIRS PT_ST32_PAIRS BENCH_PYTORCH
 
-# The real-size checkpoint is CPU and disk work: generate it in the background while the GPU
-# tests run (its own time limit; waited for before `verify`).
+# CPU and disk work in the background while the GPU tests run (each with its own time limit;
+# waited for before the first step that needs it): the real-size checkpoint, and the
+# benchmark pairs (realistic affiliation pairs from tools/gen_pairs.py, else random words).
 CKPT_PID=""
 CKPT_T0=$SECONDS
 if [[ -s $TOKENIZER ]]; then
@@ -251,6 +275,15 @@ if [[ -s $TOKENIZER ]]; then
     CKPT_PID=$!
     log "ckpt: generating $REAL in the background (pid $CKPT_PID)"
 fi
+PAIRS_PID=""
+if [[ -n $GEN_PAIRS ]]; then
+    timeout -k 10 120 python3 "$GEN_PAIRS" --n "$SPEED_PAIRS" --seed 0 --out "$PAIRS" >"$WORK/pairs.log" 2>&1 &
+    PAIRS_PID=$!
+elif [[ -s $TOKENIZER ]]; then
+    timeout -k 10 120 python3 -c "$PY_PAIRS" "$PAIRS" "$TOKENIZER" "$SPEED_PAIRS" >"$WORK/pairs.log" 2>&1 &
+    PAIRS_PID=$!
+fi
+[[ -n $PAIRS_PID ]] && log "pairs: generating $SPEED_PAIRS pairs into $PAIRS in the background (pid $PAIRS_PID)"
 
 # ---------------------------------------------------------------------------------------
 # info
@@ -263,7 +296,7 @@ gpu_info() {
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem,compute_cap --format=csv &&
         nvidia-smi -L
 }
-run_step info 30 "$OUT/info.txt" gpu_info
+run_step info 20 "$OUT/info.txt" gpu_info
 
 # ---------------------------------------------------------------------------------------
 # GPU tests
@@ -273,7 +306,7 @@ for t in gpu_kernels gpu_model; do
     exe="$BUNDLE/tests/$t"
     if [[ ! -x $exe ]]; then skip "$t" "no $exe"; continue; fi
     before=$(wc -l <"$OUT/tests.log" 2>/dev/null || echo 0)
-    run_step "$t" 120 "$OUT/tests.log" "$exe" --ignored --test-threads=1 --nocapture
+    run_step "$t" 90 "$OUT/tests.log" "$exe" --ignored --test-threads=1 --nocapture
     res=$(tail -n "+$(( before + 1 ))" "$OUT/tests.log" | grep -E "^test result:" | tail -n 1)
     SUMMARY[-1]="${SUMMARY[-1]} ${res#test result: }"
 done
@@ -282,25 +315,25 @@ done
 # verify on the tiny fixture (head_dim 16: reference attention)
 
 if [[ -f $TINY/config.json ]]; then
-    run_step tiny 60 "$OUT/verify-tiny.log" "$BIN" verify -m "$TINY" --device cuda --n 400 --threads "$NPROC"
+    run_step tiny 40 "$OUT/verify.log" "$BIN" verify -m "$TINY" --device cuda --n 400 --threads "$NPROC"
 else
     skip tiny "no tiny fixture"
 fi
 
 # ---------------------------------------------------------------------------------------
-# real-size checkpoint, verify, throughput
+# real-size checkpoint and verify (default path, then tuned + profiled)
 
 CKPT_OK=0
 if [[ -n $CKPT_PID ]]; then
     wait "$CKPT_PID"
     rc=$?
     dt=$(( SECONDS - CKPT_T0 ))
-    { echo "===== ckpt (background, exit $rc)"; cat "$WORK/ckpt.log"; } >>"$OUT/verify-real.log"
+    { echo "===== ckpt (background, exit $rc)"; cat "$WORK/ckpt.log"; } >>"$OUT/verify.log"
     if (( rc == 0 )); then
         CKPT_OK=1
-        SUMMARY+=("$(printf '%-11s %-8s %4ss  exit %-3s %s' ckpt PASS "$dt" "$rc" "$(tail -n 1 "$WORK/ckpt.log" | cut -c1-90)")")
+        SUMMARY+=("$(printf '%-12s %-8s %4ss  exit %-3s %s' ckpt PASS "$dt" "$rc" "$(tail -n 1 "$WORK/ckpt.log" | cut -c1-90)")")
     else
-        SUMMARY+=("$(printf '%-11s %-8s %4ss  exit %-3s' ckpt FAIL "$dt" "$rc")")
+        SUMMARY+=("$(printf '%-12s %-8s %4ss  exit %-3s' ckpt FAIL "$dt" "$rc")")
         tail -n 20 "$WORK/ckpt.log"
     fi
     log "ckpt: exit $rc after ${dt}s"
@@ -311,27 +344,89 @@ fi
 if (( CKPT_OK )); then
     # The CPU f32 side dominates (~150k tokens); --cpu-budget keeps it inside the step even on
     # a slow host (it then compares the queries it finished, and says so).
-    run_step verify 210 "$OUT/verify-real.log" "$BIN" verify -m "$REAL" --device cuda --n "$VERIFY_PAIRS" \
-        --docs-per-query 8 --min-tokens 8 --max-tokens 2048 --threads "$NPROC" --cpu-budget 160 \
+    run_step verify 150 "$OUT/verify.log" "$BIN" verify -m "$REAL" --device cuda --n "$VERIFY_PAIRS" \
+        --docs-per-query 8 --min-tokens 8 --max-tokens 2048 --threads "$NPROC" --cpu-budget 100 \
         --json-out "$OUT/verify-real.json"
+    # A few thousand tokens: tunes the batch's token bucket and the CLS-row bucket, then checks
+    # the logits of the tuned, profiled forward against the CPU like `verify`.
+    run_step verify_tuned 60 "$OUT/verify.log" env CROSSRANK_GEMM_TUNE=1 CROSSRANK_PROFILE=1 \
+        "$BIN" verify -m "$REAL" --device cuda --n 128 --docs-per-query 8 --min-tokens 8 --max-tokens 256 \
+        --threads "$NPROC" --cpu-budget 30 --json-out "$WORK/verify-tuned.json"
 else
     skip verify "no checkpoint"
+    skip verify_tuned "no checkpoint"
+fi
+
+# ---------------------------------------------------------------------------------------
+# performance: crossrank bench (profiled, then tuned), the criterion GPU benchmarks, the
+# PyTorch peer, crossrank score end to end
+
+PAIRS_OK=0
+if [[ -n $PAIRS_PID ]]; then
+    wait "$PAIRS_PID"
+    rc=$?
+    { echo "===== pairs (background, exit $rc)"; cat "$WORK/pairs.log"; } >>"$OUT/perf.log"
+    if (( rc == 0 )) && [[ -s $PAIRS ]]; then
+        PAIRS_OK=1
+    else
+        SUMMARY+=("$(printf '%-12s %-8s %4ss  exit %-3s' pairs FAIL 0 "$rc")")
+    fi
+    log "pairs: exit $rc ($(cat "$PAIRS" 2>/dev/null | wc -l) pairs)"
+else
+    skip pairs "no gen_pairs.py and no tokenizer"
+fi
+
+if (( CKPT_OK && PAIRS_OK )); then
+    run_step bench 45 "$OUT/perf.log" env CROSSRANK_PROFILE=1 \
+        "$BIN" bench -m "$REAL" --pairs "$PAIRS" --device cuda --json "$WORK/bench.json"
+    run_step bench_tuned 50 "$OUT/perf.log" env CROSSRANK_PROFILE=1 CROSSRANK_GEMM_TUNE=1 \
+        "$BIN" bench -m "$REAL" --pairs "$PAIRS" --device cuda --json "$WORK/bench-tuned.json"
+else
+    skip bench "no checkpoint or pairs"
+    skip bench_tuned "no checkpoint or pairs"
+fi
+
+if [[ -x $BUNDLE/bench/gpu_ops ]]; then
+    # --bench: criterion's benchmark mode (without it, it runs each benchmark once as a test).
+    run_step gpu_ops 75 "$OUT/gpu_ops.log" env CRITERION_HOME="$WORK/criterion" \
+        "$BUNDLE/bench/gpu_ops" --bench --warm-up-time 0.3 --measurement-time 0.7
+else
+    skip gpu_ops "no $BUNDLE/bench/gpu_ops"
+fi
+
+pytorch() {
+    # transformers >= 5.24 has native GTE; the machine's (5.17) does not: install the carried
+    # wheels into $WORK/site (no network, no dependencies resolved) and put it first.
+    if ! python3 -c "from transformers import GteForSequenceClassification" 2>/dev/null; then
+        local wheels=("$BUNDLE"/wheels/*.whl)
+        [[ -e ${wheels[0]} ]] || { echo "no native GTE in this transformers and no $BUNDLE/wheels"; return 1; }
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+            --target "$WORK/site" "${wheels[@]}" || return 1
+        export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+    fi
+    python3 -c "import torch, transformers, tokenizers; from transformers import GteForSequenceClassification; \
+print('torch', torch.__version__, 'transformers', transformers.__version__, 'tokenizers', tokenizers.__version__)" || return 1
+    local rc=0 mode n
+    # sorted (the best-effort PyTorch) first: it is the one to compare crossrank with.
+    for mode in sorted st32; do
+        n=()
+        [[ $mode == st32 ]] && n=(--n "$PT_ST32_PAIRS")
+        PYTHONUNBUFFERED=1 python3 "$BENCH_PYTORCH" --model "$REAL" --pairs "$PAIRS" "${n[@]}" --device cuda \
+            --dtype fp16 --attn sdpa --mode "$mode" --threads "$NPROC" --out "$WORK/pytorch-$mode.json" || rc=1
+    done
+    return $rc
+}
+if (( CKPT_OK && PAIRS_OK )) && [[ -n $BENCH_PYTORCH ]]; then
+    run_step pytorch 100 "$OUT/perf.log" pytorch
+else
+    skip pytorch "no checkpoint, pairs or tools/bench_pytorch.py"
 fi
 
 speed() {
-    # Realistic affiliation pairs from tools/gen_pairs.py when present, else random words.
-    local gen=""
-    for g in tools/gen_pairs.py "$BUNDLE/tools/gen_pairs.py"; do [[ -f $g ]] && { gen=$g; break; }; done
-    if [[ -n $gen ]]; then
-        python3 "$gen" --n "$SPEED_PAIRS" --seed 0 --out "$WORK/pairs.jsonl" || return 1
-    else
-        python3 -c "$PY_PAIRS" "$WORK/pairs.jsonl" "$TOKENIZER" "$SPEED_PAIRS" || return 1
-    fi
-    local t0 t1
+    local t0 t1 n
     t0=$(date +%s.%N)
-    "$BIN" score -m "$REAL" -i "$WORK/pairs.jsonl" -o "$WORK/scored.jsonl" --device cuda || return 1
+    "$BIN" score -m "$REAL" -i "$PAIRS" -o "$WORK/scored.jsonl" --device cuda || return 1
     t1=$(date +%s.%N)
-    local n
     n=$(wc -l <"$WORK/scored.jsonl")
     python3 - "$n" "$t0" "$t1" <<'PY'
 import sys
@@ -340,16 +435,32 @@ print(f"THROUGHPUT: {n} pairs scored in {t1 - t0:.2f} s end to end (model load, 
 PY
     head -n 2 "$WORK/scored.jsonl" | cut -c1-300
 }
-if (( CKPT_OK )); then
-    run_step speed 90 "$OUT/speed.log" speed
-    tp=$(grep -o "[0-9]* pairs/s" "$OUT/speed.log" | tail -n 1)
+if (( CKPT_OK && PAIRS_OK )); then
+    run_step speed 40 "$OUT/perf.log" speed
+    tp=$(grep -o "[0-9]* pairs/s" "$OUT/perf.log" | tail -n 1)
     [[ -n $tp ]] && SUMMARY[-1]="${SUMMARY[-1]} $tp"
 else
-    skip speed "no checkpoint"
+    skip speed "no checkpoint or pairs"
 fi
 
 # ---------------------------------------------------------------------------------------
 # summary
+
+# perf.json: every JSON result of the performance steps, by name (missing ones are null).
+python3 - "$OUT/perf.json" "$WORK" <<'PY' || echo "perf.json: merge failed"
+import json, os, sys
+out, work = sys.argv[1], sys.argv[2]
+merged = {}
+for name, file in [("bench", "bench.json"), ("bench_tuned", "bench-tuned.json"), ("verify_tuned", "verify-tuned.json"),
+                   ("pytorch_sorted", "pytorch-sorted.json"), ("pytorch_st32", "pytorch-st32.json")]:
+    try:
+        with open(os.path.join(work, file)) as f:
+            merged[name] = json.load(f)
+    except (OSError, ValueError):
+        merged[name] = None
+with open(out, "w") as f:
+    json.dump(merged, f, indent=2)
+PY
 
 {
     echo "crossrank GPU run: $(date -u +%FT%TZ), $(( $(date +%s) - START )) s, budget ${BUDGET}s"
@@ -365,5 +476,41 @@ print(f"verify real: {r['compared_pairs']}/{r['pairs']} pairs / {r['queries']} q
       f"{'PASS' if r['pass'] else 'FAIL'}")
 PY
     fi
+    python3 - "$OUT/perf.json" <<'PY' || true
+import json, sys
+p = json.load(open(sys.argv[1]))
+v = p.get("verify_tuned")
+if v:
+    print(f"verify tuned: max |dlogit| {v['max_abs_dlogit']:.3e}, top-1 {v['top1_agree']}/{v['queries']}; "
+          f"{'PASS' if v['pass'] else 'FAIL'}; {v.get('device', '')}")
+base = None
+for key in ("bench", "bench_tuned"):
+    b = p.get(key)
+    if not b:
+        continue
+    pps = b["pairs_per_s"]
+    rel = f" ({100 * (pps / base - 1):+.1f}% vs bench)" if base else ""
+    base = base or pps
+    pct = f", {b['pct_of_peak']}% of {b['peak_gpu']} peak" if b.get("pct_of_peak") is not None else ""
+    print(f"{key}: {pps:.0f} pairs/s{rel}, {b['tokens_per_s'] / 1e6:.2f} M tokens/s, {b['tflops']:.1f} TFLOP/s{pct}, "
+          f"{b['mean_tokens_per_pair']:.1f} tokens/pair, {b['batches']} batches")
+    ops = ((b.get("backend_profile") or {}).get("ops")) or []
+    total = sum(o["seconds"] for o in ops if not o["name"].startswith("gemm_autotune")) or 1.0
+    if ops:
+        print("  profile: " + ", ".join(f"{o['name']} {100 * o['seconds'] / total:.1f}%" for o in ops[:8]))
+    if key == "bench_tuned":
+        print(f"  device: {b['device']}")
+for key in ("pytorch_sorted", "pytorch_st32"):
+    t = p.get(key)
+    if t:
+        rel = f" (crossrank bench is {base / t['pairs_per_s']:.1f}x)" if base else ""
+        print(f"{key}: {t['pairs_per_s']:.0f} pairs/s on {t['n_pairs']} pairs, {t['tokens_per_s'] / 1e6:.2f} M tokens/s, "
+              f"{t['batches']} batches, transformers {t['transformers_version']}{rel}")
+PY
     for line in "${SUMMARY[@]}"; do echo "$line"; done
 } | tee "$OUT/summary.txt"
+
+# Non-zero when any step failed or timed out (SKIP alone does not fail the run).
+if printf '%s\n' "${SUMMARY[@]}" | grep -qE '^[a-z_]+ +(FAIL|TIMEOUT) '; then
+    exit 1
+fi

@@ -5,6 +5,10 @@
 #   gpu-bundle/bin/crossrank             release binary, stripped (embedded PTX: KERNEL_PTX)
 #   gpu-bundle/tests/gpu_kernels         release test binaries, stripped
 #   gpu-bundle/tests/gpu_model
+#   gpu-bundle/bench/gpu_ops             the criterion GPU benchmarks (benches/gpu_ops.rs), stripped
+#   gpu-bundle/wheels/                   transformers 5.24.0 (native GTE) and regex wheels for the
+#                                        PyTorch peer (the GPU machine has transformers 5.17);
+#                                        cached in .whl/ (git-ignored), fetched with pip once
 #   gpu-bundle/fixtures/tiny/            copy of tests/fixtures/tiny (if it exists)
 #   gpu-bundle/assets/xlmr-tokenizer.json.gz   the full XLM-R tokenizer (real-size checkpoint)
 #   gpu-bundle/tools/                    gpu-run.sh and the Python tools
@@ -23,6 +27,14 @@ ROOT=$PWD
 BUNDLE="$ROOT/gpu-bundle"
 LIMIT_MIB=48
 GPU_TESTS=(gpu_kernels gpu_model)
+GPU_BENCH=gpu_ops
+# What tools/bench_pytorch.py needs beyond the GPU machine's packages (KINDS.md lists torch
+# 2.11, tokenizers 0.23.2, huggingface_hub 1.33, safetensors 0.8, typer, tqdm, pyyaml, numpy:
+# all within transformers 5.24.0's requirements; regex's version there is not listed, and
+# transformers checks it at import, so a recent one travels too). Pure-Python transformers;
+# regex is a CPython 3.12 manylinux wheel (the GPU machine's python3 is 3.12).
+WHEELS=(transformers==5.24.0 regex==2026.11.19)
+WHEEL_CACHE="$ROOT/.whl"
 
 step() { echo "[make-gpu-bundle] $*"; }
 
@@ -57,14 +69,60 @@ if [[ $(wc -l <<<"$executables") -ne ${#GPU_TESTS[@]} ]]; then
     exit 1
 fi
 
+step "cargo bench --no-run --bench $GPU_BENCH"
+json=$(cargo bench --no-run --bench "$GPU_BENCH" --message-format=json)
+bench_exe=$(python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1] \
+            and "bench" in m["target"]["kind"]:
+        print(m["executable"])
+' "$GPU_BENCH" <<<"$json")
+if [[ -z $bench_exe || ! -x $bench_exe ]]; then
+    echo "error: cargo did not report the $GPU_BENCH bench executable" >&2
+    exit 1
+fi
+
+# Wheels: from the cache, else downloaded once (pip download, no dependencies).
+mkdir -p "$WHEEL_CACHE"
+wheel_files=()
+for spec in "${WHEELS[@]}"; do
+    name=${spec%%==*}
+    version=${spec##*==}
+    found=$(find "$WHEEL_CACHE" -maxdepth 1 -name "${name//-/_}-${version}-*.whl" | head -n 1)
+    if [[ -z $found ]]; then
+        step "pip download $spec"
+        if [[ $name == regex ]]; then
+            python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+                --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+                -d "$WHEEL_CACHE" "$spec" || true
+        else
+            python3 -m pip download -q --no-deps --only-binary=:all: -d "$WHEEL_CACHE" "$spec" || true
+        fi
+        found=$(find "$WHEEL_CACHE" -maxdepth 1 -name "${name//-/_}-${version}-*.whl" | head -n 1)
+    fi
+    if [[ -n $found ]]; then
+        wheel_files+=("$found")
+    else
+        step "WARNING: no wheel for $spec: the PyTorch peer step will fail on the GPU"
+    fi
+done
+
 rm -rf "$BUNDLE"
-mkdir -p "$BUNDLE/bin" "$BUNDLE/tests" "$BUNDLE/fixtures" "$BUNDLE/assets" "$BUNDLE/tools"
+mkdir -p "$BUNDLE/bin" "$BUNDLE/tests" "$BUNDLE/bench" "$BUNDLE/wheels" "$BUNDLE/fixtures" "$BUNDLE/assets" \
+    "$BUNDLE/tools"
 
 step "stripping binaries"
 strip -o "$BUNDLE/bin/crossrank" target/release/crossrank
 while read -r name exe; do
     strip -o "$BUNDLE/tests/$name" "$exe"
 done <<<"$executables"
+strip -o "$BUNDLE/bench/$GPU_BENCH" "$bench_exe"
+(( ${#wheel_files[@]} )) && cp "${wheel_files[@]}" "$BUNDLE/wheels/"
 
 if [[ -f tests/fixtures/tiny/config.json ]]; then
     cp -r tests/fixtures/tiny "$BUNDLE/fixtures/tiny"
@@ -83,7 +141,7 @@ else
 fi
 
 cp tools/gpu-run.sh "$BUNDLE/gpu-run.sh"
-for f in tools/gpu-run.sh tools/make_fixture.py tools/gte_reference.py tools/gen_pairs.py; do
+for f in tools/gpu-run.sh tools/make_fixture.py tools/gte_reference.py tools/gen_pairs.py tools/bench_pytorch.py; do
     [[ -f $f ]] && cp "$f" "$BUNDLE/tools/"
 done
 
@@ -93,8 +151,9 @@ done
     echo "rustc: $(rustc -V)"
     echo "tiny fixture: $([[ -d $BUNDLE/fixtures/tiny ]] && echo yes || echo MISSING)"
     echo "tokenizer: ${tokenizer:-MISSING}"
+    echo "wheels: $(cd "$BUNDLE/wheels" && ls ./*.whl 2>/dev/null | tr '\n' ' ')"
     echo "sha256:"
-    (cd "$BUNDLE" && sha256sum bin/* tests/* | sed 's/^/  /')
+    (cd "$BUNDLE" && sha256sum bin/* tests/* bench/* | sed 's/^/  /')
 } >"$BUNDLE/BUILD-INFO.txt"
 
 bytes=$(du -sb "$BUNDLE" | cut -f1)

@@ -4,7 +4,7 @@
 //! Each wrapper mirrors the kernel's signature (read the header comment of its `.cu` file for
 //! the exact math and preconditions), checks on the host what the kernel would otherwise trap
 //! on or silently get wrong (shapes, buffer lengths, grid limits), and launches on the
-//! [`Gpu`]'s stream. Buffers are cudarc's [`CudaSlice`]/[`CudaView`]/[`CudaViewMut`]; fp16
+//! [`Gpu`]'s stream. Buffers are cudarc's [`CudaSlice`](cudarc::driver::CudaSlice)/[`CudaView`]/[`CudaViewMut`]; fp16
 //! data is `half::f16` (the kernels' `cr_half`, same bits). `cu_seqlens`, `x_rows` and
 //! `cls_rows` are `u32` buffers here and `const int*` in the kernels: same bits, as every value
 //! is checked to be below 2^31.
@@ -789,6 +789,25 @@ mod tests {
         }
         assert!(!generated::KERNEL_BUILD_INFO.is_empty());
         assert!(generated::KERNEL_ARCH.starts_with("compute_"));
+    }
+
+    /// The NVRTC fallback compiles every embedded source and each PTX holds its kernels.
+    /// Needs libnvrtc (no GPU); where it is missing this checks nothing.
+    #[test]
+    fn nvrtc_compiles_every_kernel_source_when_available() {
+        // SAFETY: dlopen probe only.
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            eprintln!("libnvrtc not found; nothing to check");
+            return;
+        }
+        for (module, _) in generated::KERNEL_SOURCES {
+            let ptx = module_ptx(module, KernelOrigin::Nvrtc)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .to_src();
+            for (_, f) in KERNEL_FUNCTIONS.iter().filter(|(m, _)| m == module) {
+                assert!(ptx.contains(&format!(".entry {f}(")), "NVRTC PTX of {module} lacks {f}");
+            }
+        }
     }
 
     #[test]

@@ -3,11 +3,15 @@
 //!
 //! Layers of this module, bottom up:
 //! - [`runtime`]: finding the driver and cuBLAS (before anything can panic), the context, one
-//!   stream, one cuBLAS handle, device errors as [`Error::Device`], host↔device copies.
+//!   stream, one cuBLAS handle, device errors as [`crate::Error::Device`], host↔device copies.
 //! - [`kernels`]: loading the kernels (embedded PTX, or NVRTC from the embedded sources), their
 //!   launch configurations, and one checked wrapper per kernel, usable on its own (the GPU
 //!   tests call them one by one against their CPU twins in [`crate::model::cpu::ops`]).
 //! - [`gemm`]: `Y = X·Wᵀ` on row-major fp16 matrices through `cublasGemmEx`.
+//! - [`lt`]: the same product through cuBLASLt with an explicit algorithm; [`tune`]: the GEMM
+//!   autotuner that times cuBLASLt's heuristic candidates against the default per GEMM and
+//!   token-count bucket (opt-in).
+//! - [`profile`]: per-op CUDA-event timing of the forward pass (opt-in).
 //! - [`model`]: [`GpuModel`], the [`Backend`]: weights uploaded once, activation buffers sized
 //!   once from the token budget, the forward pass of spec §3.
 //!
@@ -16,7 +20,11 @@
 //!
 //! Environment knobs (for tests and debugging):
 //! - `CROSSRANK_ATTENTION=auto|flash|reference`: attention kernels (see [`AttentionChoice`]);
-//! - `CROSSRANK_KERNELS=auto|ptx|nvrtc`: force the NVRTC path even when PTX is embedded.
+//! - `CROSSRANK_KERNELS=auto|ptx|nvrtc`: force the NVRTC path even when PTX is embedded;
+//! - `CROSSRANK_PROFILE=1`: time every op of the forward with CUDA events, reported by
+//!   `Backend::profile_report` (`crossrank bench` prints it); off: nothing is recorded;
+//! - `CROSSRANK_GEMM_TUNE=1`: choose each GEMM's algorithm by timing (see [`tune`]); the
+//!   choices and their TFLOP/s show in `describe()`.
 
 use std::sync::Arc;
 
@@ -26,8 +34,11 @@ use crate::weights::GteTensors;
 
 pub mod gemm;
 pub mod kernels;
+pub mod lt;
 pub mod model;
+pub mod profile;
 pub mod runtime;
+pub mod tune;
 
 pub use kernels::KernelOrigin;
 pub use model::{AttentionChoice, AttentionPath, GpuModel, GpuOptions};

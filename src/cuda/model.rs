@@ -6,10 +6,13 @@
 //! the kernels read in fp32 (biases, LayerNorm gamma/beta, pooler, classifier) are fp32, the
 //! token-type row is fp16 (embedding.cu reads it as fp16).
 //!
-//! Activations live in a [`Workspace`] sized once from the token budget: `x` (residual
+//! Activations live in a `Workspace` sized once from the token budget: `x` (residual
 //! stream), `qkv`, `ctx`, `proj` (o_proj / down_proj output), `ug` (up_gate output), `act`
 //! (GeGLU output), the packed batch inputs and the logits. A batch larger than the capacity
 //! (one sequence longer than the budget) grows it; nothing is allocated per batch otherwise.
+//! When the device cannot hold the larger buffers, `forward` fails with
+//! [`Error::DeviceOutOfMemory`] (the engine splits the batch and retries) and the workspace is
+//! left small, to grow again for the next batch.
 //! The CLS-only last layer needs no extra buffers: its compact `[n_seqs, H]` rows live in the
 //! first rows of `ctx`/`proj`/`ug`/`act` (a batch never has more sequences than tokens).
 //!
@@ -22,15 +25,17 @@
 
 use std::sync::{Arc, Mutex};
 
-use cudarc::driver::CudaSlice;
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
 use half::f16;
 
 use crate::batch::PackedBatch;
 use crate::config::ModelConfig;
 use crate::cuda::kernels::{self, KernelOrigin, FLASH_HEAD_DIM, MAX_REFERENCE_HEAD_DIM};
-use crate::cuda::runtime::{DeviceResultExt, Gpu};
+use crate::cuda::profile::{self, Op, Profiler};
+use crate::cuda::runtime::{self, DeviceResultExt, Gpu};
+use crate::cuda::tune::{self, GemmChoice, GemmKind, GemmTuner};
 use crate::error::{Error, Result};
-use crate::model::Backend;
+use crate::model::{Backend, ProfileReport};
 use crate::weights::{GteTensors, LayerParam, LogicalTensor, Param};
 
 /// Tokens per forward batch unless the caller says otherwise: large enough that the GEMMs run
@@ -361,6 +366,85 @@ impl Weights {
 // ---------------------------------------------------------------------------------------
 // The model
 
+/// What a forward pass changes, one pass at a time (behind the model's mutex).
+struct State {
+    ws: Workspace,
+    /// `CROSSRANK_PROFILE=1`: per-op CUDA events (see [`crate::cuda::profile`]).
+    profiler: Option<Profiler>,
+    /// `CROSSRANK_GEMM_TUNE=1`: the GEMM algorithm cache (see [`crate::cuda::tune`]).
+    tuner: Option<GemmTuner>,
+    /// Why tuning was asked for but is off (no cuBLASLt, no memory for its workspace).
+    tune_note: Option<String>,
+}
+
+impl State {
+    fn set_profiling(&mut self, gpu: &Gpu, on: bool) {
+        match (on, self.profiler.is_some()) {
+            (true, false) => self.profiler = Some(Profiler::new(gpu.context().clone())),
+            (false, true) => self.profiler = None,
+            _ => {}
+        }
+    }
+
+    fn set_tuning(&mut self, gpu: &Gpu, on: bool) {
+        self.tune_note = None;
+        if !on {
+            self.tuner = None;
+        } else if self.tuner.is_none() {
+            match GemmTuner::new(gpu) {
+                Ok(mut t) => {
+                    t.verbose = true;
+                    self.tuner = Some(t);
+                }
+                Err(e) => self.tune_note = Some(format!("GEMM autotune unavailable: {e}")),
+            }
+        }
+    }
+}
+
+/// What the ops of one forward pass share: the device, and the profiler and GEMM tuner when
+/// they are on. Without them `mark` is one `Option` check and `linear` is `Gpu::linear`.
+struct Pass<'a> {
+    gpu: &'a Gpu,
+    profiler: Option<&'a mut Profiler>,
+    tuner: Option<&'a mut GemmTuner>,
+    /// Marks are not recorded (the last layer's CLS rows are timed as one op).
+    quiet: bool,
+    /// The tuner ran during this pass.
+    tuned: bool,
+}
+
+impl Pass<'_> {
+    /// End of `op` on the stream's timeline (profiling only).
+    fn mark(&mut self, op: Op) -> Result<()> {
+        match self.profiler.as_deref_mut() {
+            Some(p) if !self.quiet => p.mark(op, self.gpu.stream()),
+            _ => Ok(()),
+        }
+    }
+
+    /// `y = x · wᵀ`: the tuned algorithm for this GEMM and size when tuning is on.
+    #[allow(clippy::too_many_arguments)]
+    fn linear<Y: DevicePtr<f16> + DevicePtrMut<f16>>(
+        &mut self,
+        kind: GemmKind,
+        x: &impl DevicePtr<f16>,
+        w: &impl DevicePtr<f16>,
+        y: &mut Y,
+        n: usize,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<()> {
+        match self.tuner.as_deref_mut() {
+            Some(t) => {
+                self.tuned |= t.linear(self.gpu, kind, x, w, y, n, in_features, out_features)?;
+                Ok(())
+            }
+            None => self.gpu.linear(x, w, y, n, in_features, out_features),
+        }
+    }
+}
+
 /// The reranker on one CUDA device.
 pub struct GpuModel {
     gpu: Arc<Gpu>,
@@ -369,29 +453,46 @@ pub struct GpuModel {
     weight_bytes: usize,
     attention: AttentionPath,
     batch_tokens: usize,
-    workspace: Mutex<Workspace>,
+    state: Mutex<State>,
 }
 
 impl GpuModel {
     /// Opens device `index` and uploads the model.
+    /// Every failure is an [`Error::Device`] (out of memory included: see
+    /// [`runtime::load_error`]), so `Device::Auto` can fall back to the CPU.
     pub fn load(tensors: Arc<GteTensors>, index: usize, options: &GpuOptions) -> Result<Self> {
         // Shape support first: an unsupported model must not cost a context and an upload.
         check_model_shape(&tensors.config)?;
         options.attention.resolve(tensors.config.head_dim)?;
-        let gpu = Gpu::new(index, options.kernels)?;
+        let gpu = Gpu::new(index, options.kernels).map_err(runtime::load_error)?;
         Self::load_on(gpu, &tensors, options)
     }
 
     /// Uploads the model onto an already opened device.
     pub fn load_on(gpu: Arc<Gpu>, tensors: &GteTensors, options: &GpuOptions) -> Result<Self> {
+        Self::upload(gpu, tensors, options).map_err(runtime::load_error)
+    }
+
+    fn upload(gpu: Arc<Gpu>, tensors: &GteTensors, options: &GpuOptions) -> Result<Self> {
         let cfg = tensors.config.clone();
         check_model_shape(&cfg)?;
         tensors.validate()?;
         let attention = options.attention.resolve(cfg.head_dim)?;
+        // Read before anything is uploaded: a malformed value is an error, not a slow load.
+        let profile = profile::profile_from_env()?;
+        let tune = tune::tune_from_env()?;
         let batch_tokens = options.batch_tokens.unwrap_or(DEFAULT_BATCH_TOKENS).max(1);
         let (weights, weight_bytes) = Weights::upload(&gpu, tensors)?;
         let capacity = grown_capacity(0, batch_tokens);
         let workspace = Workspace::new(&gpu, capacity, cfg.hidden_size, cfg.intermediate_size)?;
+        let mut state = State {
+            ws: workspace,
+            profiler: None,
+            tuner: None,
+            tune_note: None,
+        };
+        state.set_profiling(&gpu, profile);
+        state.set_tuning(&gpu, tune);
         Ok(GpuModel {
             gpu,
             cfg,
@@ -399,7 +500,7 @@ impl GpuModel {
             weight_bytes,
             attention,
             batch_tokens,
-            workspace: Mutex::new(workspace),
+            state: Mutex::new(state),
         })
     }
 
@@ -418,29 +519,65 @@ impl GpuModel {
 
     /// Token capacity of the activation buffers right now.
     pub fn capacity_tokens(&self) -> usize {
-        self.workspace.lock().map_or(0, |w| w.sizes.tokens)
+        self.state.lock().map_or(0, |s| s.ws.sizes.tokens)
+    }
+
+    fn state(&self) -> Result<std::sync::MutexGuard<'_, State>> {
+        self.state
+            .lock()
+            .map_err(|_| Error::Internal("GPU model state poisoned by an earlier panic".into()))
+    }
+
+    /// Turns per-op profiling on or off (what `CROSSRANK_PROFILE=1` does at load). Off drops
+    /// the totals; on when already on keeps them.
+    pub fn set_profiling(&self, on: bool) -> Result<()> {
+        self.state()?.set_profiling(&self.gpu, on);
+        Ok(())
+    }
+
+    /// Turns the GEMM autotuner on or off (what `CROSSRANK_GEMM_TUNE=1` does at load); off
+    /// forgets the choices. When cuBLASLt is unusable tuning stays off and `describe()` says
+    /// why.
+    pub fn set_gemm_tuning(&self, on: bool) -> Result<()> {
+        self.state()?.set_tuning(&self.gpu, on);
+        Ok(())
+    }
+
+    /// The autotuner's choices so far (`None` when tuning is off).
+    pub fn gemm_choices(&self) -> Option<Vec<GemmChoice>> {
+        let state = self.state.lock().ok()?;
+        state.tuner.as_ref().map(|t| t.choices().cloned().collect())
     }
 
     fn forward_batch(&self, batch: &PackedBatch) -> Result<Vec<f32>> {
         let cfg = &self.cfg;
         validate_batch(batch, cfg.max_position_embeddings)?;
-        let mut guard = self
-            .workspace
-            .lock()
-            .map_err(|_| Error::Internal("GPU workspace poisoned by an earlier panic".into()))?;
+        let mut guard = self.state()?;
         let gpu = &*self.gpu;
         gpu.bind()?;
         let n = batch.num_tokens();
         let s = batch.num_seqs();
         let (h, inter, heads, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.num_heads, cfg.head_dim);
         let eps = cfg.layer_norm_eps as f32;
-        let cap = grown_capacity(guard.sizes.tokens, n);
-        if cap != guard.sizes.tokens {
+        let State {
+            ws, profiler, tuner, ..
+        } = &mut *guard;
+        let cap = grown_capacity(ws.sizes.tokens, n);
+        if cap != ws.sizes.tokens {
             // Free the big buffers before allocating the larger ones.
-            *guard = Workspace::new(gpu, 1, h, inter)?;
-            *guard = Workspace::new(gpu, cap, h, inter)?;
+            *ws = Workspace::new(gpu, 1, h, inter)?;
+            *ws = Workspace::new(gpu, cap, h, inter)?;
         }
-        let ws = &mut *guard;
+        let mut pass = Pass {
+            gpu,
+            profiler: profiler.as_mut(),
+            tuner: tuner.as_mut(),
+            quiet: false,
+            tuned: false,
+        };
+        if let Some(p) = pass.profiler.as_deref_mut() {
+            p.begin(gpu.stream())?;
+        }
 
         // One host→device copy for the batch: token_ids ++ positions ++ cu_seqlens.
         ws.host_inputs.clear();
@@ -451,6 +588,7 @@ impl GpuModel {
         gpu.stream()
             .memset_zeros(&mut ws.error_flag)
             .device(|| "clearing the error flag".into())?;
+        pass.mark(Op::HostToDevice)?;
 
         let Workspace {
             x,
@@ -482,12 +620,14 @@ impl GpuModel {
             eps,
             Some(&mut error_flag.as_view_mut()),
         )?;
+        pass.mark(Op::Embedding)?;
 
         let n_layers = w.layers.len();
         let mut cls_only = false;
         for (l, lw) in w.layers.iter().enumerate() {
             let last = l + 1 == n_layers;
-            gpu.linear(
+            pass.linear(
+                GemmKind::Qkv,
                 &x.slice(0..n * h),
                 &lw.qkv_w,
                 &mut qkv.slice_mut(0..n * 3 * h),
@@ -495,6 +635,7 @@ impl GpuModel {
                 h,
                 3 * h,
             )?;
+            pass.mark(Op::QkvGemm)?;
             gpu.qkv_bias_rope(
                 &mut qkv.slice_mut(0..n * 3 * h),
                 Some(&lw.qkv_b.as_view()),
@@ -504,11 +645,23 @@ impl GpuModel {
                 h,
                 d,
             )?;
+            pass.mark(Op::QkvBiasRope)?;
             if last && self.attention == AttentionPath::Flash {
                 // Keys and values of every token, the query, o_proj and MLP of CLS rows only.
                 cls_only = true;
                 gpu.attention_cls(&qkv.slice(0..n * 3 * h), &mut ctx.slice_mut(0..s * h), &cu, s, n, heads)?;
-                gpu.linear(&ctx.slice(0..s * h), &lw.o_w, &mut proj.slice_mut(0..s * h), s, h, h)?;
+                pass.mark(Op::ClsAttention)?;
+                // The rest of the last layer is timed as one op.
+                pass.quiet = true;
+                pass.linear(
+                    GemmKind::OProj,
+                    &ctx.slice(0..s * h),
+                    &lw.o_w,
+                    &mut proj.slice_mut(0..s * h),
+                    s,
+                    h,
+                    h,
+                )?;
                 // Compact CLS rows into ctx (its attention output was consumed by o_proj).
                 gpu.bias_residual_layernorm_rows(
                     &x.slice(0..n * h),
@@ -523,7 +676,9 @@ impl GpuModel {
                     h,
                     eps,
                 )?;
-                self.mlp(lw, ctx, proj, ug, act, s)?;
+                self.mlp(&mut pass, lw, ctx, proj, ug, act, s)?;
+                pass.quiet = false;
+                pass.mark(Op::ClsRows)?;
             } else {
                 match self.attention {
                     AttentionPath::Flash => gpu.attention_flash(
@@ -545,7 +700,17 @@ impl GpuModel {
                         d,
                     )?,
                 }
-                gpu.linear(&ctx.slice(0..n * h), &lw.o_w, &mut proj.slice_mut(0..n * h), n, h, h)?;
+                pass.mark(Op::Attention)?;
+                pass.linear(
+                    GemmKind::OProj,
+                    &ctx.slice(0..n * h),
+                    &lw.o_w,
+                    &mut proj.slice_mut(0..n * h),
+                    n,
+                    h,
+                    h,
+                )?;
+                pass.mark(Op::OProjGemm)?;
                 gpu.bias_residual_layernorm(
                     &mut x.slice_mut(0..n * h),
                     &proj.slice(0..n * h),
@@ -556,7 +721,8 @@ impl GpuModel {
                     h,
                     eps,
                 )?;
-                self.mlp(lw, x, proj, ug, act, n)?;
+                pass.mark(Op::AttnLayerNorm)?;
+                self.mlp(&mut pass, lw, x, proj, ug, act, n)?;
             }
         }
 
@@ -580,10 +746,26 @@ impl GpuModel {
             s,
             h,
         )?;
+        pass.mark(Op::Head)?;
+        // Both copies, then one synchronization (which also surfaces kernel faults).
         let mut out = vec![0.0f32; s];
-        gpu.download_into(&logits.slice(0..s), &mut out)?;
+        gpu.copy_to_host(&logits.slice(0..s), &mut out)?;
         let mut flag = [0i32];
-        gpu.download_into(&*error_flag, &mut flag)?;
+        gpu.copy_to_host(&*error_flag, &mut flag)?;
+        pass.mark(Op::DeviceToHost)?;
+        let tuned = pass.tuned;
+        gpu.synchronize()?;
+        if let Some(p) = profiler.as_mut() {
+            if tuned {
+                p.discard();
+            } else {
+                p.finish()?;
+            }
+            if let Some(t) = tuner.as_ref() {
+                p.totals_mut()
+                    .set_extra("gemm_autotune_wall", t.tunings, t.tune_seconds);
+            }
+        }
         if flag[0] != 0 {
             let bad = batch.token_ids.iter().find(|&&id| id as usize >= cfg.vocab_size);
             return Err(Error::InvalidArgument(match bad {
@@ -595,8 +777,10 @@ impl GpuModel {
     }
 
     /// `rows` of `x` ← LN(x + down(gelu(up_gate(x))) + b_down), in place.
+    #[allow(clippy::too_many_arguments)]
     fn mlp(
         &self,
+        pass: &mut Pass<'_>,
         lw: &LayerWeights,
         x: &mut CudaSlice<f16>,
         proj: &mut CudaSlice<f16>,
@@ -607,7 +791,8 @@ impl GpuModel {
         let gpu = &*self.gpu;
         let (h, inter) = (self.cfg.hidden_size, self.cfg.intermediate_size);
         let eps = self.cfg.layer_norm_eps as f32;
-        gpu.linear(
+        pass.linear(
+            GemmKind::UpGate,
             &x.slice(0..rows * h),
             &lw.ug_w,
             &mut ug.slice_mut(0..rows * 2 * inter),
@@ -615,13 +800,16 @@ impl GpuModel {
             h,
             2 * inter,
         )?;
+        pass.mark(Op::UpGateGemm)?;
         gpu.gated_gelu(
             &ug.slice(0..rows * 2 * inter),
             &mut act.slice_mut(0..rows * inter),
             rows,
             inter,
         )?;
-        gpu.linear(
+        pass.mark(Op::GatedGelu)?;
+        pass.linear(
+            GemmKind::Down,
             &act.slice(0..rows * inter),
             &lw.down_w,
             &mut proj.slice_mut(0..rows * h),
@@ -629,6 +817,7 @@ impl GpuModel {
             inter,
             h,
         )?;
+        pass.mark(Op::DownGemm)?;
         gpu.bias_residual_layernorm(
             &mut x.slice_mut(0..rows * h),
             &proj.slice(0..rows * h),
@@ -638,15 +827,28 @@ impl GpuModel {
             rows,
             h,
             eps,
-        )
+        )?;
+        pass.mark(Op::MlpLayerNorm)
     }
 }
 
 impl Backend for GpuModel {
     fn describe(&self) -> String {
         let info = self.gpu.info();
+        let mut extra = String::new();
+        if let Ok(state) = self.state.lock() {
+            if state.profiler.is_some() {
+                extra.push_str("; profiling");
+            }
+            if let Some(t) = &state.tuner {
+                extra.push_str(&format!("; GEMM autotune: {}", t.summary()));
+            }
+            if let Some(note) = &state.tune_note {
+                extra.push_str(&format!("; {note}"));
+            }
+        }
         format!(
-            "{} (fp16, {} attention, kernels {} {})",
+            "{} (fp16, {} attention, kernels {} {}{extra})",
             info.describe(),
             match self.attention {
                 AttentionPath::Flash => "flash",
@@ -666,6 +868,11 @@ impl Backend for GpuModel {
 
     fn default_batch_tokens(&self) -> usize {
         self.batch_tokens
+    }
+
+    fn profile_report(&self) -> Option<ProfileReport> {
+        let state = self.state.lock().ok()?;
+        state.profiler.as_ref().map(Profiler::report)
     }
 }
 

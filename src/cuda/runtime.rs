@@ -61,7 +61,10 @@ pub fn describe_driver_error(e: DriverError) -> String {
     }
 }
 
-/// Adds what was being done to CUDA, cuBLAS and NVRTC errors and makes them [`Error::Device`].
+/// Adds what was being done to CUDA and cuBLAS errors and makes them [`Error::Device`], or
+/// [`Error::DeviceOutOfMemory`] when the device ran out of memory (the engine then splits the
+/// batch; [`crate::cuda::GpuModel::load`] turns it back into `Device` so `Device::Auto` falls
+/// back to the CPU).
 pub trait DeviceResultExt<T> {
     fn device(self, what: impl FnOnce() -> String) -> Result<T>;
 }
@@ -69,24 +72,43 @@ pub trait DeviceResultExt<T> {
 impl<T> DeviceResultExt<T> for std::result::Result<T, DriverError> {
     fn device(self, what: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|e| {
-            let hint = match e.0 {
-                sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => "; lower --batch-tokens or free GPU memory",
-                sys::CUresult::CUDA_ERROR_ILLEGAL_INSTRUCTION => {
-                    "; a kernel precondition trap (cr_require): a launch-configuration or shape bug"
+            let msg = format!("{}: {}", what(), describe_driver_error(e));
+            match e.0 {
+                sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
+                    Error::DeviceOutOfMemory(format!("{msg}; lower --batch-tokens or free GPU memory"))
                 }
-                sys::CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION => {
-                    "; the PTX was built by an nvcc newer than this driver: rebuild with nvcc <= the driver's CUDA version"
-                }
-                _ => "",
-            };
-            Error::Device(format!("{}: {}{hint}", what(), describe_driver_error(e)))
+                sys::CUresult::CUDA_ERROR_ILLEGAL_INSTRUCTION => Error::Device(format!(
+                    "{msg}; a kernel precondition trap (cr_require): a launch-configuration or shape bug"
+                )),
+                sys::CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION => Error::Device(format!(
+                    "{msg}; the PTX comes from an nvcc/NVRTC newer than this driver supports: build with \
+                     (or point LD_LIBRARY_PATH at) a CUDA toolkit no newer than the driver"
+                )),
+                _ => Error::Device(msg),
+            }
         })
     }
 }
 
 impl<T> DeviceResultExt<T> for std::result::Result<T, CublasError> {
     fn device(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| Error::Device(format!("{}: cuBLAS {:?}", what(), e.0)))
+        self.map_err(|e| {
+            let msg = format!("{}: cuBLAS {:?}", what(), e.0);
+            if e.0 == cudarc::cublas::sys::cublasStatus_t::CUBLAS_STATUS_ALLOC_FAILED {
+                Error::DeviceOutOfMemory(msg)
+            } else {
+                Error::Device(msg)
+            }
+        })
+    }
+}
+
+/// Errors of loading a model are all [`Error::Device`] (out of memory included), so that
+/// `Device::Auto` falls back to the CPU.
+pub fn load_error(e: Error) -> Error {
+    match e {
+        Error::DeviceOutOfMemory(msg) => Error::Device(format!("out of device memory while loading the model: {msg}")),
+        other => other,
     }
 }
 
@@ -254,6 +276,16 @@ impl Gpu {
     /// prior work (the copy is synchronous, then the stream is synchronized so that faults of
     /// earlier kernels are reported here).
     pub fn download_into<T: DeviceRepr>(&self, src: &impl DevicePtr<T>, host: &mut [T]) -> Result<()> {
+        self.copy_to_host(src, host)?;
+        self.synchronize()
+    }
+
+    /// Copies the first `host.len()` elements of a device buffer into `host` without
+    /// synchronizing the stream afterwards. Into pageable host memory (a `Vec`, a slice of
+    /// one) the copy has completed when this returns (CUDA's rule for device-to-host copies
+    /// to pageable memory), but faults of earlier kernels only surface at the next
+    /// synchronization: call [`Gpu::synchronize`] before trusting `host`.
+    pub fn copy_to_host<T: DeviceRepr>(&self, src: &impl DevicePtr<T>, host: &mut [T]) -> Result<()> {
         if src.len() < host.len() {
             return Err(Error::Internal(format!(
                 "download of {} elements from a buffer of {}",
@@ -264,8 +296,7 @@ impl Gpu {
         let n = host.len();
         self.stream
             .memcpy_dtoh(&TruncatedView { src, len: n }, host)
-            .device(|| format!("downloading {} bytes", std::mem::size_of_val(host)))?;
-        self.synchronize()
+            .device(|| format!("downloading {} bytes", std::mem::size_of_val(host)))
     }
 }
 
@@ -339,6 +370,21 @@ mod tests {
             Error::Device(String::new()).exit_code(),
             crate::error::exit_code::DEVICE
         );
+    }
+
+    #[test]
+    fn out_of_memory_is_its_own_error_except_while_loading() {
+        let oom: std::result::Result<(), CublasError> = Err(CublasError(
+            cudarc::cublas::sys::cublasStatus_t::CUBLAS_STATUS_ALLOC_FAILED,
+        ));
+        let e = oom.device(|| "gemm".into()).unwrap_err();
+        assert!(matches!(e, Error::DeviceOutOfMemory(_)), "{e:?}");
+        assert!(matches!(load_error(e), Error::Device(m) if m.contains("loading the model")));
+        let other: std::result::Result<(), CublasError> = Err(CublasError(
+            cudarc::cublas::sys::cublasStatus_t::CUBLAS_STATUS_EXECUTION_FAILED,
+        ));
+        assert!(matches!(other.device(|| "gemm".into()), Err(Error::Device(_))));
+        assert!(matches!(load_error(Error::Hub("x".into())), Error::Hub(_)));
     }
 
     /// On a machine without a driver (CI, the development machine) opening a GPU must be a

@@ -19,4 +19,27 @@ pub trait Backend: Send + Sync {
 
     /// Token budget per batch that keeps this backend efficient.
     fn default_batch_tokens(&self) -> usize;
+
+    /// Time breakdown collected so far, if this backend records one (`None` by default).
+    fn profile_report(&self) -> Option<ProfileReport> {
+        None
+    }
+}
+
+/// Where a backend's time went, for `crossrank bench` (filled by backends that profile, e.g.
+/// the CUDA path under `--profile`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProfileReport {
+    /// Host↔device copies inside `forward`, in seconds.
+    pub copy_seconds: Option<f64>,
+    /// Per-op breakdown, in the order the backend chooses (slowest first reads best).
+    pub ops: Vec<OpTime>,
+}
+
+/// Time of one kind of op over a run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OpTime {
+    pub name: String,
+    pub calls: u64,
+    pub seconds: f64,
 }

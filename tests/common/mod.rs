@@ -168,7 +168,9 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], abs: f32, rel: f32) {
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let err = (g - w).abs();
         max_err = max_err.max(err);
-        if !(err <= abs + rel * w.abs()) {
+        // NaN on either side fails too.
+        let within = err <= abs + rel * w.abs();
+        if !within {
             bad.push((i, *g, *w, err));
         }
     }
