@@ -46,7 +46,7 @@ impl PackedBatch {
     }
 
     pub fn num_seqs(&self) -> usize {
-        self.cu_seqlens.len() - 1
+        self.cu_seqlens.len().saturating_sub(1)
     }
 
     pub fn num_tokens(&self) -> usize {

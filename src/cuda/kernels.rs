@@ -310,6 +310,10 @@ fn check_len(kernel: &str, what: &str, have: usize, want: usize) -> Result<()> {
 // Wrappers
 
 /// Raw device address of an optional buffer (0 = NULL).
+///
+/// The cudarc guard is dropped at once, before the launch. That is sound only because
+/// [`Gpu::new`] disables event tracking and everything runs on one stream (the guards record
+/// nothing); with tracking on or a second stream, keep the guards alive across the launch.
 macro_rules! opt_ptr {
     ($gpu:expr, $opt:expr) => {
         match $opt {

@@ -196,10 +196,23 @@ pub fn validate_batch(batch: &PackedBatch, max_positions: usize) -> Result<()> {
     if (0..n_seqs).any(|s| batch.cu_seqlens[s] >= batch.cu_seqlens[s + 1]) {
         return Err(Error::InvalidArgument("empty sequence in batch".into()));
     }
-    if batch.max_seqlen > max_positions {
-        return Err(Error::InvalidArgument(format!(
-            "sequence of {} tokens exceeds max_position_embeddings ({max_positions})",
+    // The flash attention grid is sized from max_seqlen: a stale value would leave query tiles
+    // unlaunched and their rows silently wrong, so it is recomputed, not trusted.
+    let longest = batch
+        .cu_seqlens
+        .windows(2)
+        .map(|w| (w[1] - w[0]) as usize)
+        .max()
+        .unwrap_or(0);
+    if longest != batch.max_seqlen {
+        return Err(Error::Internal(format!(
+            "packed batch says its longest sequence has {} tokens, it has {longest}",
             batch.max_seqlen
+        )));
+    }
+    if longest > max_positions {
+        return Err(Error::InvalidArgument(format!(
+            "sequence of {longest} tokens exceeds max_position_embeddings ({max_positions})"
         )));
     }
     Ok(())
@@ -564,9 +577,20 @@ impl GpuModel {
         } = &mut *guard;
         let cap = grown_capacity(ws.sizes.tokens, n);
         if cap != ws.sizes.tokens {
-            // Free the big buffers before allocating the larger ones.
+            // Free the big buffers before allocating the larger ones; when the larger ones do not
+            // fit, get the old size back (best effort) so the split halves of the batch that
+            // `forward_split_on_oom` retries do not each pay a reallocation.
+            let old_cap = ws.sizes.tokens;
             *ws = Workspace::new(gpu, 1, h, inter)?;
-            *ws = Workspace::new(gpu, cap, h, inter)?;
+            match Workspace::new(gpu, cap, h, inter) {
+                Ok(bigger) => *ws = bigger,
+                Err(e) => {
+                    if let Ok(old) = Workspace::new(gpu, old_cap, h, inter) {
+                        *ws = old;
+                    }
+                    return Err(e);
+                }
+            }
         }
         let mut pass = Pass {
             gpu,
@@ -935,6 +959,10 @@ mod tests {
         let mut broken = ok.clone();
         broken.positions.pop();
         assert!(matches!(validate_batch(&broken, 8192), Err(Error::Internal(_))));
+        let mut stale = ok.clone();
+        stale.max_seqlen = 2;
+        assert!(matches!(validate_batch(&stale, 8192), Err(Error::Internal(_))));
+        assert!(validate_batch(&PackedBatch::default(), 8192).is_err());
     }
 
     #[test]

@@ -149,6 +149,30 @@ pub struct Gpu {
     info: DeviceInfo,
 }
 
+/// Oldest driver API version the build works with: the PTX comes from nvcc / NVRTC 13.0, and
+/// cudarc's `cuda-13000` bindings call entry points (e.g. `cuEventElapsedTime_v2`) that older
+/// drivers lack, which cudarc reports by panicking rather than by an error.
+const MIN_DRIVER_VERSION: i32 = 13000;
+
+fn check_driver_version() -> Result<()> {
+    let mut version: std::ffi::c_int = 0;
+    // SAFETY: plain out-parameter call; the driver is initialized (a context exists).
+    unsafe { sys::cuDriverGetVersion(&mut version) }
+        .result()
+        .device(|| "reading the CUDA driver version".to_string())?;
+    if version < MIN_DRIVER_VERSION {
+        return Err(Error::Device(format!(
+            "the CUDA driver supports CUDA {}.{}; crossrank's kernels need {}.{} or newer (driver R580+); \
+             update the driver or use --device cpu",
+            version / 1000,
+            version % 1000 / 10,
+            MIN_DRIVER_VERSION / 1000,
+            MIN_DRIVER_VERSION % 1000 / 10
+        )));
+    }
+    Ok(())
+}
+
 impl Gpu {
     /// Opens device `ordinal` with the kernels from `origin`.
     pub fn new(ordinal: usize, origin: KernelOrigin) -> Result<Arc<Gpu>> {
@@ -161,6 +185,7 @@ impl Gpu {
                 .unwrap_or("unknown panic");
             Err(Error::Device(format!("CUDA driver unusable: {msg}")))
         })?;
+        check_driver_version()?;
         let what = || format!("cuda:{ordinal}: reading device attributes");
         let name = ctx.name().device(what)?;
         let compute_capability = ctx.compute_capability().device(what)?;
