@@ -7,6 +7,7 @@
 # Optional parts, each run when its prerequisite is present and reported as skipped when not:
 # - the real XLM-R tokenizer golden ids: $CROSSRANK_XLMR_TOKENIZER, or ../shared/assets/xlmr-tokenizer.json
 # - the kernel register/spill report: nvcc (tools/install-nvcc.sh puts one in .nvcc/)
+# - the CUDA kernel sources run on a CPU emulator: g++ with C++20 (tools/kernel-emu/)
 # - the C ABI header/export check (and valgrind on the C example when valgrind is installed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,13 @@ if [[ -x .nvcc/bin/nvcc || -n "${NVCC:-}" ]] || command -v nvcc >/dev/null; then
   tools/ptxas-report.sh
 else
   echo "SKIPPED: no nvcc (run tools/install-nvcc.sh)"
+fi
+
+step "CUDA kernels on the CPU emulator (tools/kernel-emu)"
+if command -v "${CXX:-g++}" >/dev/null; then
+  tools/kernel-emu/run.sh
+else
+  echo "SKIPPED: no C++ compiler (g++ with C++20)"
 fi
 
 if [[ -x tools/check-capi.sh ]]; then
