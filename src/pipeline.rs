@@ -229,9 +229,8 @@ pub fn score_stream<R: BufRead + Send + 'static>(
     });
     let cache = QueryCache::new(options.query_cache);
     let oom_before = engine.oom_splits();
-    let admitted = AtomicU64::new(0);
+    // Pairs written so far, published by the writer for the scheduler's memory statistic.
     let written = AtomicU64::new(0);
-    let peak_pending = AtomicU64::new(0);
 
     let (raw_tx, raw_rx) = mpsc::sync_channel::<RawChunk>(2 * workers);
     let raw_rx = Mutex::new(raw_rx);
@@ -272,8 +271,7 @@ pub fn score_stream<R: BufRead + Send + 'static>(
         drop(parsed_tx);
 
         let scheduler = {
-            let (ctl, writer_tx, admitted, written, peak_pending) =
-                (&ctl, writer_tx.clone(), &admitted, &written, &peak_pending);
+            let (ctl, writer_tx, written) = (&ctl, writer_tx.clone(), &written);
             std::thread::Builder::new()
                 .name("crossrank-scheduler".into())
                 .spawn_scoped(scope, move || {
@@ -288,9 +286,8 @@ pub fn score_stream<R: BufRead + Send + 'static>(
                         window_id: 0,
                         window_end: 0,
                         stats: SchedulerStats::default(),
-                        admitted,
+                        admitted: 0,
                         written,
-                        peak_pending,
                     };
                     let done = s.run(parsed_rx);
                     (s.stats, done)
@@ -362,6 +359,7 @@ pub fn score_stream<R: BufRead + Send + 'static>(
         stats.windows = sched.windows;
         stats.max_window_pairs = sched.max_window_pairs;
         stats.pack_busy = sched.pack_busy;
+        stats.peak_pending_pairs = sched.peak_pending_pairs;
         stats.batches = fwd.batches;
         stats.max_batch_tokens = fwd.max_batch_tokens;
         stats.forward_busy = fwd.busy;
@@ -372,7 +370,6 @@ pub fn score_stream<R: BufRead + Send + 'static>(
         let _ = reader.join();
     }
     stats.oom_splits = engine.oom_splits() - oom_before;
-    stats.peak_pending_pairs = peak_pending.load(Ordering::Relaxed);
     stats.query_cache_hits = cache.hits.load(Ordering::Relaxed);
     stats.query_cache_misses = cache.misses.load(Ordering::Relaxed);
     stats.wall = start.elapsed();
@@ -406,21 +403,20 @@ impl Control {
         self.stop.load(Ordering::Relaxed) || self.interrupted()
     }
 
-    /// Records `e` unless an earlier error is there, and stops the run.
+    /// Keeps `e` as the run's result unless an earlier error is there.
+    fn record(&self, e: Error) {
+        self.error.lock().unwrap().get_or_insert(e);
+    }
+
+    /// Records `e` and stops the run.
     fn fail(&self, e: Error) {
-        let mut slot = self.error.lock().unwrap();
-        if slot.is_none() {
-            *slot = Some(e);
-        }
+        self.record(e);
         self.stop.store(true, Ordering::Relaxed);
     }
 
     /// Records `e` (a malformed record) as the run's result without stopping the work in flight.
     fn defer(&self, e: Error) {
-        let mut slot = self.error.lock().unwrap();
-        if slot.is_none() {
-            *slot = Some(e);
-        }
+        self.record(e);
         self.stop_reading.store(true, Ordering::Relaxed);
     }
 }
@@ -668,6 +664,7 @@ struct SchedulerStats {
     windows: u64,
     max_window_pairs: usize,
     pack_busy: Duration,
+    peak_pending_pairs: u64,
 }
 
 struct Scheduler<'a> {
@@ -682,9 +679,9 @@ struct Scheduler<'a> {
     /// End (exclusive, 0-based line index) of the window being filled.
     window_end: u64,
     stats: SchedulerStats,
-    admitted: &'a AtomicU64,
+    /// Pairs taken into windows so far.
+    admitted: u64,
     written: &'a AtomicU64,
-    peak_pending: &'a AtomicU64,
 }
 
 impl Scheduler<'_> {
@@ -737,9 +734,7 @@ impl Scheduler<'_> {
                                 truncated,
                             });
                             w.ids.push(ids);
-                            let n = self.admitted.fetch_add(1, Ordering::Relaxed) + 1;
-                            let pending_pairs = n - self.written.load(Ordering::Relaxed);
-                            self.peak_pending.fetch_max(pending_pairs, Ordering::Relaxed);
+                            self.admitted += 1;
                         }
                         Item::Reject { line, reason, raw } => {
                             if self.options.on_error == OnError::Stop {
@@ -756,6 +751,9 @@ impl Scheduler<'_> {
                         return false;
                     }
                 }
+                // Sampled once per chunk; `written` lags a little, so this errs on the high side.
+                let pending_pairs = self.admitted - self.written.load(Ordering::Relaxed);
+                self.stats.peak_pending_pairs = self.stats.peak_pending_pairs.max(pending_pairs);
             }
             if self.ctl.should_stop() {
                 return false;
@@ -801,17 +799,11 @@ impl Scheduler<'_> {
         let plan = plan_batches(&lengths, self.engine.batch_tokens(), usize::MAX);
         let batches: Vec<Batch> = plan
             .iter()
-            .map(|group| {
-                let mut packed = PackedBatch::new();
-                for &i in group {
-                    packed.push(&w.ids[i]);
-                }
-                Batch {
-                    window: id,
-                    slots: group.iter().map(|&i| w.slots[i]).collect(),
-                    lines: group.iter().map(|&i| w.lines[i]).collect(),
-                    packed,
-                }
+            .map(|group| Batch {
+                window: id,
+                slots: group.iter().map(|&i| w.slots[i]).collect(),
+                lines: group.iter().map(|&i| w.lines[i]).collect(),
+                packed: PackedBatch::from_sequences(group.iter().map(|&i| w.ids[i].as_slice())),
             })
             .collect();
         drop(w.ids);
@@ -973,7 +965,6 @@ impl Writer<'_, '_> {
                             s.padded32_tokens += PADDED_GROUP as u64 * self.group.1;
                             self.group = (0, 0);
                         }
-                        self.written.fetch_add(1, Ordering::Relaxed);
                         let score = self.engine.to_score(w.logits[i]);
                         rendered
                             .write(self.sinks.output, score)
@@ -999,6 +990,7 @@ impl Writer<'_, '_> {
                     raw: Vec::new(),
                 };
             }
+            self.written.store(self.stats.pairs, Ordering::Relaxed);
             if w.next < w.items.len() {
                 break;
             }

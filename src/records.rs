@@ -127,9 +127,9 @@ pub struct LineReader<R> {
     inner: R,
     line: u64,
     buf: Vec<u8>,
-    /// Length of the line last returned (`buf` without its line ending); `None` when the
-    /// last call returned no line, so [`LineReader::unread`] has nothing to give back.
-    last_len: Option<usize>,
+    /// `buf` holds the line last returned (without its line ending); false when the last call
+    /// returned no line, so [`LineReader::unread`] has nothing to give back.
+    has_last: bool,
     /// Lines given back ([`LineReader::unread_lines`]), returned before reading more.
     replay: std::collections::VecDeque<Vec<u8>>,
 }
@@ -140,14 +140,14 @@ impl<R: BufRead> LineReader<R> {
             inner,
             line: 0,
             buf: Vec::new(),
-            last_len: None,
+            has_last: false,
             replay: Default::default(),
         }
     }
 
     /// The next line, or `None` at end of input.
     pub fn next_line(&mut self) -> io::Result<Option<(u64, &[u8])>> {
-        self.last_len = None;
+        self.has_last = false;
         if let Some(line) = self.replay.pop_front() {
             // Replayed lines are stored without their line ending: never trim them again.
             self.buf = line;
@@ -160,7 +160,7 @@ impl<R: BufRead> LineReader<R> {
             self.buf.truncate(len);
         }
         self.line += 1;
-        self.last_len = Some(self.buf.len());
+        self.has_last = true;
         Ok(Some((self.line, &self.buf)))
     }
 
@@ -176,8 +176,8 @@ impl<R: BufRead> LineReader<R> {
 
     /// Gives back the line last returned by [`next_line`](Self::next_line).
     pub fn unread(&mut self) {
-        if let Some(len) = self.last_len.take() {
-            let line = self.buf[..len].to_vec();
+        if std::mem::take(&mut self.has_last) {
+            let line = std::mem::take(&mut self.buf);
             self.unread_lines(vec![line]);
         }
     }
@@ -229,14 +229,6 @@ impl Rendered {
                 text.pop(); // the closing brace
                 Rendered::JsonHead(text)
             }
-        }
-    }
-
-    /// Bytes held (for memory accounting).
-    pub fn heap_bytes(&self) -> usize {
-        match self {
-            Rendered::JsonHead(s) | Rendered::Tsv(s) => s.capacity(),
-            Rendered::JsonMap(m) => m.iter().map(|(k, v)| k.len() + v.to_string().len() + 32).sum(),
         }
     }
 
