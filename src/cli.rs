@@ -60,7 +60,7 @@ pub struct RunArgs {
     /// Tokens per forward batch [default: the backend's].
     #[arg(long)]
     pub batch_tokens: Option<usize>,
-    /// CPU threads [default: every core].
+    /// CPU threads (0: every core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// No progress or summary on stderr.
@@ -107,7 +107,7 @@ pub struct PipelineArgs {
     /// for a byte-identical output.
     #[arg(long, default_value_t = 65536)]
     pub window: usize,
-    /// Tokenizer threads [default: every core].
+    /// Tokenizer threads (0: every core).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
     /// Distinct query strings whose token ids are cached (0: no cache).
@@ -274,46 +274,35 @@ pub fn resolve_format(explicit: Option<&str>, input: &str) -> Result<Format> {
     }
 }
 
-/// An output that is either stdout, or a file written under a temporary name and renamed
-/// into place only when the run completes, so a failed run never leaves a plausible-looking
+/// An output that is either stdout, or a file written as a [`PartialFile`] and renamed into
+/// place only when the run completes, so a failed run never leaves a plausible-looking
 /// partial output behind.
-pub struct AtomicOutput {
-    writer: Box<dyn Write>,
-    paths: Option<(PathBuf, PathBuf)>,
+pub enum AtomicOutput {
+    Stdout(BufWriter<io::StdoutLock<'static>>),
+    File(PartialFile),
 }
 
 impl AtomicOutput {
     pub fn create(name: &str) -> Result<Self> {
-        if name == "-" {
-            return Ok(AtomicOutput {
-                writer: Box::new(BufWriter::with_capacity(1 << 20, io::stdout().lock())),
-                paths: None,
-            });
-        }
-        let target = PathBuf::from(name);
-        let temp = temp_path_for(&target);
-        let file = File::create(&temp).map_err(|e| Error::io(&temp, e))?;
-        Ok(AtomicOutput {
-            writer: Box::new(BufWriter::with_capacity(1 << 20, file)),
-            paths: Some((temp, target)),
+        Ok(if name == "-" {
+            AtomicOutput::Stdout(BufWriter::with_capacity(1 << 20, io::stdout().lock()))
+        } else {
+            AtomicOutput::File(PartialFile::create(Path::new(name))?)
         })
     }
 
     pub fn writer(&mut self) -> &mut dyn Write {
-        &mut self.writer
+        match self {
+            AtomicOutput::Stdout(w) => w,
+            AtomicOutput::File(f) => f.writer(),
+        }
     }
 
-    pub fn commit(mut self) -> Result<()> {
-        let name = self
-            .paths
-            .as_ref()
-            .map_or(PathBuf::from("<stdout>"), |(t, _)| t.clone());
-        self.writer.flush().map_err(|e| Error::io(&name, e))?;
-        drop(self.writer);
-        if let Some((temp, target)) = self.paths.take() {
-            std::fs::rename(&temp, &target).map_err(|e| Error::io(&target, e))?;
+    pub fn commit(self) -> Result<()> {
+        match self {
+            AtomicOutput::Stdout(mut w) => w.flush().map_err(|e| Error::io("<stdout>", e)),
+            AtomicOutput::File(f) => f.commit(),
         }
-        Ok(())
     }
 }
 
