@@ -28,6 +28,7 @@ use crate::model::Backend;
 use crate::pipeline::{score_stream, OnError, PipelineOptions, RunStats, Sinks};
 use crate::progress::Progress;
 use crate::records::{parse_record, Format, LineReader};
+use crate::verify::SplitMix64;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -57,8 +58,8 @@ pub struct BenchArgs {
     /// alone (read, tokenize, pack, write), i.e. the most pairs/s it can feed a device.
     #[arg(long)]
     pub host_only: bool,
-    /// Per-op time breakdown from the backend (CUDA: events around every op; sets
-    /// CROSSRANK_PROFILE=1 for the backend). Adds a little overhead.
+    /// Per-op time breakdown from the backend (CUDA: events around every op, as
+    /// CROSSRANK_PROFILE=1 does). Adds a little overhead.
     #[arg(long)]
     pub profile: bool,
     #[command(flatten)]
@@ -152,10 +153,6 @@ impl Backend for NullBackend {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    if args.profile {
-        // Read by the CUDA backend when it is created; single-threaded at this point.
-        std::env::set_var("CROSSRANK_PROFILE", "1");
-    }
     let engine = if args.host_only {
         let dir = resolve_model(&args.run.model.model)?;
         let files = ModelFiles::open(&dir, args.run.model.max_length)?;
@@ -163,6 +160,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     } else {
         load_engine(&args.run)?
     };
+    if args.profile {
+        engine.backend().set_profiling(true)?;
+    }
     let (data, format, source) = match (&args.pairs, args.synthetic) {
         (Some(path), _) => {
             let name = path.display().to_string();
@@ -423,36 +423,28 @@ pub fn print_table(r: &Value, out: &mut dyn Write) -> std::io::Result<()> {
     Ok(())
 }
 
-/// splitmix64: small, seeded, good enough for test data.
-pub struct Rng(u64);
+/// The synthetic pairs' random choices, on [`SplitMix64`].
+struct Rng(SplitMix64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    fn new(seed: u64) -> Self {
+        Rng(SplitMix64(seed ^ 0x5DEE_CE66_D1CE_4E5B))
     }
 
     /// Uniform in `0..n`.
-    pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * n as f64) as usize % n.max(1)
+    fn below(&mut self, n: usize) -> usize {
+        (self.uniform() * n as f64) as usize % n.max(1)
     }
 
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    fn uniform(&mut self) -> f64 {
+        self.0.next_f64()
     }
 
-    pub fn chance(&mut self, p: f64) -> bool {
+    fn chance(&mut self, p: f64) -> bool {
         self.uniform() < p
     }
 
-    pub fn pick<'a, T: ?Sized>(&mut self, items: &[&'a T]) -> &'a T {
+    fn pick<'a, T: ?Sized>(&mut self, items: &[&'a T]) -> &'a T {
         items[self.below(items.len())]
     }
 }

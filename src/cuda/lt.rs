@@ -231,10 +231,6 @@ impl LtPlan {
         }
         Ok(plan)
     }
-
-    pub fn flops(&self) -> f64 {
-        2.0 * self.n as f64 * self.in_features as f64 * self.out_features as f64
-    }
 }
 
 impl Drop for LtPlan {
@@ -288,10 +284,6 @@ impl LtHandle {
             workspace,
             workspace_bytes,
         })
-    }
-
-    pub fn workspace_bytes(&self) -> usize {
-        self.workspace_bytes
     }
 
     /// Up to `max` algorithms for `plan`, best first by cuBLASLt's own estimate, each usable

@@ -11,8 +11,8 @@
 //! (GeGLU output), the packed batch inputs and the logits. A batch larger than the capacity
 //! (one sequence longer than the budget) grows it; nothing is allocated per batch otherwise.
 //! When the device cannot hold the larger buffers, `forward` fails with
-//! [`Error::DeviceOutOfMemory`] (the engine splits the batch and retries) and the workspace is
-//! left small, to grow again for the next batch.
+//! [`Error::DeviceOutOfMemory`] (the engine splits the batch and retries) and the workspace
+//! goes back to its previous size.
 //! The CLS-only last layer needs no extra buffers: its compact `[n_seqs, H]` rows live in the
 //! first rows of `ctx`/`proj`/`ug`/`act` (a batch never has more sequences than tokens).
 //!
@@ -33,7 +33,7 @@ use crate::config::ModelConfig;
 use crate::cuda::kernels::{self, KernelOrigin, FLASH_HEAD_DIM, MAX_REFERENCE_HEAD_DIM};
 use crate::cuda::profile::{self, Op, Profiler};
 use crate::cuda::runtime::{self, DeviceResultExt, Gpu};
-use crate::cuda::tune::{self, GemmChoice, GemmKind, GemmTuner};
+use crate::cuda::tune::{self, GemmKind, GemmTuner};
 use crate::error::{Error, Result};
 use crate::model::{Backend, ProfileReport};
 use crate::weights::{GteTensors, LayerParam, LogicalTensor, Param};
@@ -541,27 +541,6 @@ impl GpuModel {
             .map_err(|_| Error::Internal("GPU model state poisoned by an earlier panic".into()))
     }
 
-    /// Turns per-op profiling on or off (what `CROSSRANK_PROFILE=1` does at load). Off drops
-    /// the totals; on when already on keeps them.
-    pub fn set_profiling(&self, on: bool) -> Result<()> {
-        self.state()?.set_profiling(&self.gpu, on);
-        Ok(())
-    }
-
-    /// Turns the GEMM autotuner on or off (what `CROSSRANK_GEMM_TUNE=1` does at load); off
-    /// forgets the choices. When cuBLASLt is unusable tuning stays off and `describe()` says
-    /// why.
-    pub fn set_gemm_tuning(&self, on: bool) -> Result<()> {
-        self.state()?.set_tuning(&self.gpu, on);
-        Ok(())
-    }
-
-    /// The autotuner's choices so far (`None` when tuning is off).
-    pub fn gemm_choices(&self) -> Option<Vec<GemmChoice>> {
-        let state = self.state.lock().ok()?;
-        state.tuner.as_ref().map(|t| t.choices().cloned().collect())
-    }
-
     fn forward_batch(&self, batch: &PackedBatch) -> Result<Vec<f32>> {
         let cfg = &self.cfg;
         validate_batch(batch, cfg.max_position_embeddings)?;
@@ -892,6 +871,13 @@ impl Backend for GpuModel {
 
     fn default_batch_tokens(&self) -> usize {
         self.batch_tokens
+    }
+
+    /// Per-op profiling on or off (what `CROSSRANK_PROFILE=1` does at load). Off drops the
+    /// totals; on when already on keeps them.
+    fn set_profiling(&self, on: bool) -> Result<()> {
+        self.state()?.set_profiling(&self.gpu, on);
+        Ok(())
     }
 
     fn profile_report(&self) -> Option<ProfileReport> {

@@ -287,10 +287,6 @@ impl Profiler {
         self.timeline.begin();
     }
 
-    pub fn totals(&self) -> &OpTotals {
-        &self.totals
-    }
-
     pub fn totals_mut(&mut self) -> &mut OpTotals {
         &mut self.totals
     }

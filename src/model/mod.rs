@@ -20,6 +20,12 @@ pub trait Backend: Send + Sync {
     /// Token budget per batch that keeps this backend efficient.
     fn default_batch_tokens(&self) -> usize;
 
+    /// Starts (or stops) collecting a per-op time breakdown, where the backend can; a no-op
+    /// by default.
+    fn set_profiling(&self, _on: bool) -> crate::error::Result<()> {
+        Ok(())
+    }
+
     /// Time breakdown collected so far, if this backend records one (`None` by default).
     fn profile_report(&self) -> Option<ProfileReport> {
         None
