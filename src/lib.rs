@@ -5,6 +5,9 @@
 //! [`batch`] packs token sequences without padding → a [`model::Backend`] (the f32 CPU
 //! reference in [`model::cpu`], or the CUDA path in [`cuda`]) returns one logit per pair →
 //! [`engine::Engine`] restores input order and applies the score activation.
+//!
+//! "spec §N" in comments refers to the model spec kept in the repository,
+//! `docs/gte-architecture.md`.
 
 pub mod batch;
 pub mod bench;
