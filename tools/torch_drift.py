@@ -60,6 +60,7 @@ def main():
     ap.add_argument("--out", type=Path)
     ap.add_argument("--slack", type=float, default=1.10)
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
+    ap.add_argument("--device", default="cuda", help="cuda (the comparison); cpu only to smoke-test this script")
     args = ap.parse_args()
 
     ids = read_jsonl(args.ids, "input_ids")
@@ -72,15 +73,17 @@ def main():
     import gte_reference as ref  # sets HF_HUB_OFFLINE before transformers loads
     import torch
 
-    if not torch.cuda.is_available():
+    cuda = args.device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
         print("no CUDA device: torch.cuda.is_available() is False", file=sys.stderr)
         sys.exit(2)
     t0 = time.perf_counter()
-    model = ref.hf_model(args.model, dtype=torch.float16, attn_implementation=args.attn, device="cuda")
+    model = ref.hf_model(args.model, dtype=torch.float16, attn_implementation=args.attn, device=args.device)
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     torch_logits = ref.hf_logits(model, inputs=ids, batch_size=1)
-    torch.cuda.synchronize()
+    if cuda:
+        torch.cuda.synchronize()
     run_s = time.perf_counter() - t0
 
     bad = [i for i, v in enumerate(torch_logits) if v != v or abs(v) == float("inf")]
@@ -104,7 +107,7 @@ def main():
         "torch_version": torch.__version__,
         "transformers_version": __import__("transformers").__version__,
         "attn_implementation": args.attn,
-        "gpu": torch.cuda.get_device_name(0),
+        "gpu": torch.cuda.get_device_name(0) if cuda else None,
         "torch_load_seconds": round(load_s, 2),
         "torch_seconds": round(run_s, 2),
     }
