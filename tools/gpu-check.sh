@@ -7,17 +7,17 @@
 # A targeted rerun of some steps: GPU_STEPS=verify,drift bash tools/gpu-check.sh
 #
 # Steps (each time-limited; a failing step never stops the next ones; budget GPU_BUDGET,
-# default 400 s; the caps below add up to 390 s, the typical run is shorter):
+# default 400 s; the caps below add up to 395 s, a typical run is shorter):
 #   info         10  nvidia-smi (name, SMs, clocks, driver), the CUDA libraries, the bundle
 #   ckpt         bg  the real-size random checkpoint (12 layers, hidden 768, 250048 rows, F16;
 #                    tools/gpu_gen.py), generated in the background while the tests run,
 #                    with the drift pairs (gpu_gen.py pairs, 8..2,048 tokens)
 #   gpu_kernels  60  every kernel vs its CPU twin, each test in its own process
 #                    (tools/gpu-test-runner.sh; a failure is rerun with CUDA_LAUNCH_BLOCKING=1)
-#   gpu_model    35  the whole model vs the CPU (tiny fixture, real shapes), likewise
+#   gpu_model    50  the whole model vs the CPU (tiny fixture, real shapes), likewise
 #   gpu_fault    15  a refused PTX module carries the JIT log; a sticky fault: first error
 #                    kept, no panic on drop
-#   memcheck     55  compute-sanitizer --tool memcheck over the kernel tests
+#   memcheck     50  compute-sanitizer --tool memcheck over the kernel tests
 #   racecheck    30  compute-sanitizer --tool racecheck over the attention tests
 #   synccheck    20  compute-sanitizer --tool synccheck over the attention tests
 #                    (all three: SKIP "sanitizer unavailable" where the tool is missing or
@@ -25,7 +25,7 @@
 #   tiny         20  crossrank verify on tests/fixtures/tiny (reference attention path)
 #   verify       85  crossrank verify on the real-size checkpoint: VERIFY_PAIRS (1,024) pairs
 #                    of 8..2,048 tokens, FAIL when fewer pairs than asked were compared
-#   drift        60  crossrank score (cpu f32, cuda) and transformers' native GTE in fp16 (SDPA)
+#   drift        55  crossrank score (cpu f32, cuda) and transformers' native GTE in fp16 (SDPA)
 #                    on the same DRIFT_PAIRS (256) pairs: crossrank-GPU vs CPU f32 beside
 #                    torch-fp16 vs CPU f32 (tools/torch_drift.py)
 #
@@ -81,7 +81,7 @@ tests_step() {
     note_last "$(grep -E '^TESTS:' "$LOGS/tests.log" | tail -n 1 | sed 's/^TESTS: //')"
 }
 tests_step gpu_kernels 60
-tests_step gpu_model 35
+tests_step gpu_model 50
 tests_step gpu_fault 15
 
 SANITIZER=""
@@ -113,7 +113,7 @@ sanitize() {
 # memcheck: every kernel test but the NVRTC one (a compiler run, no kernel of interest) and the
 # 65,536-sequence grid split (minutes under the tool); racecheck/synccheck: the attention
 # kernels, the ones with shared-memory tiles and barriers.
-sanitize memcheck 55 '^(attention|embedding|qkv|bias|gated|cls|gemm)' "--tool memcheck --leak-check full"
+sanitize memcheck 50 '^(attention|embedding|qkv|bias|gated|cls|gemm)' "--tool memcheck --leak-check full"
 ATTENTION_TESTS='^attention_(flash_matches_cpu|reference_matches_cpu|cls_matches)'
 sanitize racecheck 30 "$ATTENTION_TESTS" "--tool racecheck --racecheck-report hazard"
 sanitize synccheck 20 "$ATTENTION_TESTS" "--tool synccheck"
@@ -180,7 +180,7 @@ if want drift; then
         TORCH_OK=0
         setup_transformers && TORCH_OK=1
         export TORCH_OK
-        run_step drift 60 "$LOGS/drift.log" drift
+        run_step drift 55 "$LOGS/drift.log" drift
     fi
 fi
 
