@@ -45,7 +45,7 @@ VERIFY_CPU_BUDGET=${VERIFY_CPU_BUDGET:-70}
 DRIFT_PAIRS=${DRIFT_PAIRS:-256}
 GEN=$(tool gpu_gen.py)
 RUNNER=$(tool gpu-test-runner.sh)
-export VERIFY_PAIRS DRIFT_PAIRS GEN
+export VERIFY_PAIRS VERIFY_CPU_BUDGET DRIFT_PAIRS GEN
 DRIFT_IN="$WORK/drift-pairs.jsonl"
 export DRIFT_IN
 
@@ -55,13 +55,7 @@ run_step info 10 "$INFO" gpu_info
 # CPU and disk work in the background while the GPU tests run.
 
 if want ckpt || want verify || want drift; then
-    if [[ -n ${REAL_MODEL:-} ]]; then
-        log "ckpt: using REAL_MODEL=$REAL_MODEL"
-    elif [[ -s $TOKENIZER && -n $GEN ]]; then
-        BG_LIMIT=150 background ckpt python3 "$GEN" checkpoint "$REAL" "$TOKENIZER" --layers "${REAL_LAYERS:-12}"
-    else
-        skip ckpt "no tokenizer in $BUNDLE/assets or no gpu_gen.py"
-    fi
+    start_checkpoint
     if [[ -s $TOKENIZER && -n $GEN ]]; then
         BG_LIMIT=60 background drift_pairs python3 "$GEN" pairs "$DRIFT_IN" "$TOKENIZER" "$DRIFT_PAIRS" \
             --min-words 3 --max-words 2000
@@ -129,11 +123,7 @@ else
 fi
 
 CKPT_OK=0
-if [[ -n ${REAL_MODEL:-} ]]; then
-    [[ -f $REAL/config.json ]] && CKPT_OK=1
-elif [[ -n ${BG_PID[ckpt]:-} ]]; then
-    wait_background ckpt && CKPT_OK=1
-fi
+wait_checkpoint && CKPT_OK=1
 # verify must compare every pair it was asked for (a CPU time budget may stop it early).
 verify_real() {
     "$BIN" verify -m "$REAL" --device cuda --n "$VERIFY_PAIRS" --docs-per-query 8 --min-tokens 8 \

@@ -68,7 +68,7 @@ check() {
     echo "[dry-run] $script (no GPU)"
     set +e
     env OUT="$out" TMPDIR="$dir/tmp" CROSSRANK_BUNDLE="$dir/bundle" REAL_MODEL=tests/fixtures/tiny \
-        VERIFY_PAIRS=16 VERIFY_CPU_BUDGET=20 DRIFT_PAIRS=6 SPEED_PAIRS=48 PT_ST32_PAIRS=16 GPU_BUDGET=240 \
+        VERIFY_PAIRS=16 DRIFT_PAIRS=6 SPEED_PAIRS=48 PT_ST32_PAIRS=16 GPU_BUDGET=240 \
         bash "tools/$script.sh" >"$dir/$script.log" 2>&1
     rc=$?
     set -e

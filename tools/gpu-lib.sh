@@ -47,7 +47,9 @@ gpu_setup() {
     elif [[ -n ${REAL_MODEL:-} && -f $REAL_MODEL/tokenizer.json ]]; then
         cp "$REAL_MODEL/tokenizer.json" "$TOKENIZER"
     fi
-    REAL="${REAL_MODEL:-$WORK/real-model}"
+    # Shared by both scripts: gpu-perf.sh run right after gpu-check.sh on the same (still
+    # warm) machine reuses the checkpoint instead of generating it again.
+    REAL="${REAL_MODEL:-${TMPDIR:-/tmp}/crossrank-real-model}"
     export BUNDLE OUT NPROC BIN WORK LOGS REAL TOKENIZER SCRIPT_NAME START
 }
 
@@ -104,6 +106,8 @@ failure_note() {
         echo "no CUDA device"
     elif grep -qE "cuBLAS not found" <<<"$text"; then
         echo "no cuBLAS"
+    elif grep -qE "unbound variable|command not found" <<<"$text"; then
+        echo "script bug: $(grep -m1 -oE "[A-Za-z_0-9]+: (unbound variable|command not found)" <<<"$text")"
     elif grep -qE "No module named|cannot import name" <<<"$text"; then
         grep -m1 -oE "No module named '[^']*'|cannot import name '[^']*'" <<<"$text"
     fi
@@ -257,11 +261,11 @@ print('torch', torch.__version__, 'transformers', transformers.__version__, 'tok
     } >>"$logf" 2>&1
 }
 
-# Waits for a background job started with `background NAME CMD...`; records a row.
+# `background NAME CMD...` starts a generator under a time limit (BG_LIMIT, default 150 s);
+# `wait_background NAME` waits for it and records its row.
 background() {
     local name=$1
     shift
-    want "$name" || return 0
     BG_T0[$name]=$SECONDS
     timeout -k 10 "${BG_LIMIT:-150}" "$@" >"$LOGS/$name.log" 2>&1 &
     BG_PID[$name]=$!
@@ -299,4 +303,29 @@ for f in sorted(os.listdir(logs)):
             merged[f[:-5]] = None
 json.dump(merged, open(out, "w"), indent=2)
 PY
+}
+
+# start_checkpoint: the real-size checkpoint in the background, unless REAL_MODEL names one or
+# an earlier run on this machine completed it ($REAL/.complete).
+start_checkpoint() {
+    if [[ -n ${REAL_MODEL:-} ]]; then
+        log "ckpt: using REAL_MODEL=$REAL_MODEL"
+    elif [[ -f $REAL/.complete ]]; then
+        log "ckpt: reusing $REAL (completed by an earlier run on this machine)"
+    elif [[ -s $TOKENIZER && -n ${GEN:-} ]]; then
+        rm -rf "$REAL"
+        # shellcheck disable=SC2016  # the single-quoted script gets its values as "$@"
+        BG_LIMIT=150 background ckpt bash -c 'python3 "$1" checkpoint "$2" "$3" --layers "$4" && touch "$2/.complete"' \
+            _ "$GEN" "$REAL" "$TOKENIZER" "${REAL_LAYERS:-12}"
+    else
+        skip ckpt "no tokenizer in $BUNDLE/assets or no gpu_gen.py"
+    fi
+}
+
+# wait_checkpoint: 0 when the checkpoint is ready (waits for the background job).
+wait_checkpoint() {
+    if [[ -n ${BG_PID[ckpt]:-} ]]; then
+        wait_background ckpt || return 1
+    fi
+    [[ -f $REAL/config.json && ( -n ${REAL_MODEL:-} || -f $REAL/.complete ) ]]
 }

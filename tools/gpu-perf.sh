@@ -43,15 +43,13 @@ export SPEED_PAIRS PT_ST32_PAIRS BENCH_PYTORCH PAIRS
 
 run_step info 10 "$INFO" gpu_info
 
-if [[ -n ${REAL_MODEL:-} ]]; then
-    log "ckpt: using REAL_MODEL=$REAL_MODEL"
-elif [[ -s $TOKENIZER && -n $GEN ]]; then
-    BG_LIMIT=150 background ckpt python3 "$GEN" checkpoint "$REAL" "$TOKENIZER" --layers "${REAL_LAYERS:-12}"
-else
-    skip ckpt "no tokenizer in $BUNDLE/assets or no gpu_gen.py"
-fi
+NEEDS_MODEL=0
+for s in bench bench_profile speed pytorch; do want "$s" && NEEDS_MODEL=1; done
+(( NEEDS_MODEL )) && start_checkpoint
 # Realistic affiliation pairs (numpy), else random words of the tokenizer (standard library).
-if [[ -n $GEN_PAIRS ]] && python3 -c "import numpy" 2>/dev/null; then
+if (( ! NEEDS_MODEL )); then
+    :
+elif [[ -n $GEN_PAIRS ]] && python3 -c "import numpy" 2>/dev/null; then
     BG_LIMIT=120 background pairs python3 "$GEN_PAIRS" --n "$SPEED_PAIRS" --seed 0 --out "$PAIRS"
 elif [[ -s $TOKENIZER && -n $GEN ]]; then
     BG_LIMIT=120 background pairs python3 "$GEN" pairs "$PAIRS" "$TOKENIZER" "$SPEED_PAIRS"
@@ -68,11 +66,7 @@ else
 fi
 
 CKPT_OK=0 PAIRS_OK=0
-if [[ -n ${REAL_MODEL:-} ]]; then
-    [[ -f $REAL/config.json ]] && CKPT_OK=1
-elif [[ -n ${BG_PID[ckpt]:-} ]]; then
-    wait_background ckpt && CKPT_OK=1
-fi
+wait_checkpoint && CKPT_OK=1
 [[ -n ${BG_PID[pairs]:-} ]] && wait_background pairs && [[ -s $PAIRS ]] && PAIRS_OK=1
 
 if (( CKPT_OK && PAIRS_OK )); then
