@@ -29,6 +29,8 @@
 #                    on the same DRIFT_PAIRS (256) pairs: crossrank-GPU vs CPU f32 beside
 #                    torch-fp16 vs CPU f32 (tools/torch_drift.py)
 #
+# A sanitizer step whose time ran out with every test run so far clean is PARTIAL (not a
+# failure; the note counts the tests not run; rerun it alone with GPU_STEPS=memcheck).
 # $OUT gets 3 files: gpu-check-summary.txt (the summary, printed last), gpu-check-results.json
 # (verify, drift and the step table as JSON), gpu-check-logs.tar.gz (every log).
 # Knobs: GPU_BUDGET, GPU_STEPS, VERIFY_PAIRS, VERIFY_CPU_BUDGET (70 s), DRIFT_PAIRS,
@@ -66,12 +68,15 @@ fi
 # GPU tests, one process each, then under the sanitizer
 
 tests_step() {
-    local name=$1 cap=$2
+    local name=$1 cap=$2 rc
     shift 2
+    want "$name" || return 0
     local exe="$BUNDLE/tests/$name"
     if [[ ! -x $exe ]]; then skip "$name" "no $exe"; return; fi
     CROSSRANK_TEST_LOG_DIR="$LOGS/tests" run_step "$name" "$cap" "$LOGS/tests.log" \
         bash "$RUNNER" --per-test 30 --budget $(( $(step_limit "$cap") - 3 )) "$@" "$exe"
+    rc=$?
+    (( rc == 99 )) && return  # skipped: the time budget is spent
     note_last "$(grep -E '^TESTS:' "$LOGS/tests.log" | tail -n 1 | sed 's/^TESTS: //')"
 }
 tests_step gpu_kernels 60
@@ -97,6 +102,11 @@ sanitize() {
     CROSSRANK_TEST_LOG_DIR="$LOGS/sanitizer-$name" run_step "$name" "$cap" "$logf" \
         bash "$RUNNER" --per-test 30 --budget $(( $(step_limit "$cap") - 3 )) --filter "$filter" \
         --wrap "$SANITIZER $tool_args --error-exitcode 86 --print-limit 20" "$exe"
+    local rc=$?
+    (( rc == 99 )) && return  # skipped: the time budget is spent
+    # Exit 3: every test that ran was clean, the runner's budget left some unrun: reported as
+    # PARTIAL (not a failure; the note says how many; rerun with GPU_STEPS=$name).
+    (( rc == 3 )) && SUMMARY[-1]=$(sed -E 's/^([a-z_]+ +)FAIL    /\1PARTIAL /' <<<"${SUMMARY[-1]}")
     note_last "$(grep -E '^TESTS:' "$logf" | tail -n 1 | sed 's/^TESTS: //; s/ (under.*//')"
     # The tool exists but cannot instrument this device or runtime (gVisor): not a finding.
     why=$(tail -n "+$from" "$logf" | grep -m1 -oE "Device not supported|Unable to find injection library|terminated before first instrumented API call|device is not supported")
@@ -107,7 +117,9 @@ sanitize() {
 # memcheck: every kernel test but the NVRTC one (a compiler run, no kernel of interest) and the
 # 65,536-sequence grid split (minutes under the tool); racecheck/synccheck: the attention
 # kernels, the ones with shared-memory tiles and barriers.
-sanitize memcheck 50 '^(attention|embedding|qkv|bias|gated|cls|gemm)' "--tool memcheck --leak-check full"
+# (No --leak-check: the tests keep one device open for the whole process by design.)
+sanitize memcheck 50 '^(attention_(flash_matches|flash_accepts|reference|cls)|embedding|qkv|bias|gated|cls|gemm)' \
+    "--tool memcheck"
 ATTENTION_TESTS='^attention_(flash_matches_cpu|reference_matches_cpu|cls_matches)'
 sanitize racecheck 30 "$ATTENTION_TESTS" "--tool racecheck --racecheck-report hazard"
 sanitize synccheck 20 "$ATTENTION_TESTS" "--tool synccheck"
