@@ -27,7 +27,9 @@
 //! A summary table (best and mean time per launch, GB/s or TFLOP/s) is printed last.
 //!
 //! Without a usable GPU (no driver, no device) the binary prints
-//! `no CUDA device: skipping GPU benchmarks` and exits 0, so `cargo bench` works in CI.
+//! `no CUDA device: skipping GPU benchmarks` and exits 0, so `cargo bench` works in CI;
+//! with `CROSSRANK_REQUIRE_GPU=1` (set by tools/gpu-perf.sh) it exits 1 instead, so a GPU
+//! run that opened no device cannot look green.
 //! `CROSSRANK_BENCH_DEVICE` picks the device (default 0).
 
 use std::cell::RefCell;
@@ -54,6 +56,11 @@ const GEMM_TOKENS: [usize; 5] = [2048, 4096, 8192, 16384, 32768];
 const ROTATE_BYTES: usize = 192 << 20;
 const MAX_SETS: usize = 8;
 
+/// `CROSSRANK_REQUIRE_GPU=1` (or any value but `0` and empty): no device is an error.
+fn require_gpu() -> bool {
+    std::env::var("CROSSRANK_REQUIRE_GPU").is_ok_and(|v| !v.trim().is_empty() && v.trim() != "0")
+}
+
 fn main() {
     let ordinal = std::env::var("CROSSRANK_BENCH_DEVICE")
         .ok()
@@ -62,7 +69,13 @@ fn main() {
     let gpu = match KernelOrigin::from_env().and_then(|origin| Gpu::new(ordinal, origin)) {
         Ok(gpu) => gpu,
         Err(e) => {
-            println!("no CUDA device: skipping GPU benchmarks");
+            // A run meant to measure the GPU (the GPU scripts set CROSSRANK_REQUIRE_GPU=1) must
+            // fail loudly; plain `cargo bench` on a CPU machine skips, and says how to make it fail.
+            if require_gpu() {
+                eprintln!("gpu_ops: no CUDA device and CROSSRANK_REQUIRE_GPU=1: {e}");
+                std::process::exit(1);
+            }
+            println!("no CUDA device: skipping GPU benchmarks (CROSSRANK_REQUIRE_GPU=1 makes this an error)");
             eprintln!("({e})");
             return;
         }

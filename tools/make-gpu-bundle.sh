@@ -2,21 +2,31 @@
 # tools/make-gpu-bundle.sh: build here everything the GPU machine needs to check the CUDA
 # backend (it has no Rust toolchain and no network), into gpu-bundle/ (git-ignored):
 #
-#   gpu-bundle/bin/crossrank             release binary, stripped (embedded PTX: KERNEL_PTX)
+#   gpu-bundle/bin/crossrank             release binary, stripped (embedded nvcc PTX: required)
 #   gpu-bundle/tests/gpu_kernels         release test binaries, stripped
 #   gpu-bundle/tests/gpu_model
+#   gpu-bundle/tests/gpu_fault
 #   gpu-bundle/bench/gpu_ops             the criterion GPU benchmarks (benches/gpu_ops.rs), stripped
 #   gpu-bundle/wheels/                   transformers 5.24.0 (native GTE) and regex wheels for the
 #                                        PyTorch peer (the GPU machine has transformers 5.17);
 #                                        cached in .whl/ (git-ignored), fetched with pip once
 #   gpu-bundle/fixtures/tiny/            copy of tests/fixtures/tiny (if it exists)
 #   gpu-bundle/assets/xlmr-tokenizer.json.gz   the full XLM-R tokenizer (real-size checkpoint)
-#   gpu-bundle/tools/                    gpu-run.sh and the Python tools
-#   gpu-bundle/gpu-run.sh                the run script (same as tools/gpu-run.sh)
-#   gpu-bundle/BUILD-INFO.txt            versions, checksums, sizes
+#   gpu-bundle/tools/                    the GPU scripts and the Python tools they call
+#   gpu-bundle/BUILD-INFO.txt            commit, versions, kernel origin, checksums, sizes
 #
 # Then, on the GPU machine (from the repo root, the bundle carried):
-#   run(command="bash tools/gpu-run.sh", carry=["gpu-bundle"], timeout_s=540)
+#   run(command="bash tools/gpu-check.sh", carry=["gpu-bundle"], timeout_s=480)   # correctness
+#   run(command="bash tools/gpu-perf.sh", carry=["gpu-bundle"], timeout_s=420)    # performance
+#
+# The bundle refuses to build when the binary does not embed nvcc PTX (`crossrank --version`
+# then says NVRTC): the GPU run would silently test NVRTC-compiled kernels instead.
+#
+#   tools/make-gpu-bundle.sh                  the release bundle, into gpu-bundle/
+#   tools/make-gpu-bundle.sh --debug DIR      a dry-run bundle of the debug artifacts (symlinks,
+#                                             no wheels, no strip, no size limit, NVRTC allowed):
+#                                             what tools/gpu-dry-run.sh (CI) runs the scripts on
+#   tools/make-gpu-bundle.sh --check-ptx EXE  only the embedded-PTX check of a crossrank binary
 #
 # The bundle plus the working tree must stay under the 64 MiB a device call carries; this
 # script fails above 48 MiB for the bundle alone.
@@ -25,8 +35,31 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 BUNDLE="$ROOT/gpu-bundle"
+DEBUG=0
+
+# check_ptx EXE: the binary must say its kernels are nvcc PTX ("CUDA kernels: nvcc 13.0.88
+# (compute_80 PTX)"), not NVRTC at run time.
+check_ptx() {
+    local version
+    version=$("$1" --version 2>&1) || { echo "error: $1 --version failed: $version" >&2; return 1; }
+    if [[ $version =~ CUDA\ kernels:\ nvcc\ [0-9.]+\ \((compute|sm)_[0-9]+a?\ PTX\) ]]; then
+        version=${version#*CUDA kernels: }
+        echo "[make-gpu-bundle] embedded PTX: ${version%)}"
+        return 0
+    fi
+    echo "error: $1 embeds no nvcc PTX (\`$version\`): the GPU run would test NVRTC-compiled kernels." >&2
+    echo "       install nvcc (tools/install-nvcc.sh, or NVCC=/path/to/nvcc) and rebuild: touch build.rs" >&2
+    return 1
+}
+
+case "${1:-}" in
+    --check-ptx) check_ptx "$2"; exit $? ;;
+    --debug) DEBUG=1; BUNDLE=$(mkdir -p "$2" && cd "$2" && pwd) ;;
+    "") ;;
+    *) echo "usage: $0 [--debug DIR | --check-ptx EXE]" >&2; exit 2 ;;
+esac
 LIMIT_MIB=48
-GPU_TESTS=(gpu_kernels gpu_model)
+GPU_TESTS=(gpu_kernels gpu_model gpu_fault)
 GPU_BENCH=gpu_ops
 # What tools/bench_pytorch.py needs beyond the GPU machine's packages (KINDS.md lists torch
 # 2.11, tokenizers 0.23.2, huggingface_hub 1.33, safetensors 0.8, typer, tqdm, pyyaml, numpy:
@@ -43,53 +76,62 @@ if [[ $(uname -m) != x86_64 ]]; then
     exit 1
 fi
 
-step "cargo build --release --bin crossrank"
-cargo build --release --bin crossrank
+# artifact KIND NAME: the executable cargo reported for target NAME of KIND (bin, test, bench)
+# in $json (cargo --message-format=json; fresh artifacts are reported too).
+artifact() {
+    python3 -c '
+import json, sys
+kind, name = sys.argv[1], sys.argv[2]
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == name \
+            and kind in m["target"]["kind"]:
+        print(m["executable"])
+' "$1" "$2" <<<"$json" | tail -n 1
+}
 
-step "cargo test --release --no-run (${GPU_TESTS[*]})"
 test_args=()
 for t in "${GPU_TESTS[@]}"; do test_args+=(--test "$t"); done
-json=$(cargo test --release --no-run "${test_args[@]}" --message-format=json)
-# One line per test target: "<name> <executable>".
-executables=$(python3 -c '
-import json, sys
-wanted = set(sys.argv[1:])
-for line in sys.stdin:
-    try:
-        m = json.loads(line)
-    except ValueError:
-        continue
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in wanted \
-            and "test" in m["target"]["kind"]:
-        print(m["target"]["name"], m["executable"])
-' "${GPU_TESTS[@]}" <<<"$json")
-if [[ $(wc -l <<<"$executables") -ne ${#GPU_TESTS[@]} ]]; then
-    echo "error: expected ${#GPU_TESTS[@]} test executables, cargo reported:" >&2
-    echo "$executables" >&2
-    exit 1
+if (( DEBUG )); then
+    # One `cargo test --no-run` (the test profile and features `cargo test` already built: a
+    # plain `cargo build` would resolve other features and recompile the dependencies); the
+    # integration tests build the crossrank binary, the bench target builds as a test.
+    step "cargo test --no-run ${test_args[*]} --bench $GPU_BENCH"
+    json=$(cargo test --no-run "${test_args[@]}" --bench "$GPU_BENCH" --message-format=json)
+    crossrank_exe=$(artifact bin crossrank)
+    bench_exe=$(artifact bench "$GPU_BENCH")
+else
+    step "cargo build --release --bin crossrank"
+    json=$(cargo build --release --bin crossrank --message-format=json)
+    crossrank_exe=$(artifact bin crossrank)
+    step "cargo bench --no-run --bench $GPU_BENCH"
+    json=$(cargo bench --no-run --bench "$GPU_BENCH" --message-format=json)
+    bench_exe=$(artifact bench "$GPU_BENCH")
+    step "cargo test --release --no-run (${GPU_TESTS[*]})"
+    json=$(cargo test --release --no-run "${test_args[@]}" --message-format=json)
 fi
-
-step "cargo bench --no-run --bench $GPU_BENCH"
-json=$(cargo bench --no-run --bench "$GPU_BENCH" --message-format=json)
-bench_exe=$(python3 -c '
-import json, sys
-for line in sys.stdin:
-    try:
-        m = json.loads(line)
-    except ValueError:
-        continue
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1] \
-            and "bench" in m["target"]["kind"]:
-        print(m["executable"])
-' "$GPU_BENCH" <<<"$json")
+[[ -n $crossrank_exe && -x $crossrank_exe ]] || { echo "error: cargo did not report the crossrank binary" >&2; exit 1; }
+if ! check_ptx "$crossrank_exe"; then
+    (( DEBUG )) || exit 1
+    step "WARNING: dry-run bundle without embedded PTX"
+fi
+# One line per test target: "<name> <executable>".
+executables=$(for t in "${GPU_TESTS[@]}"; do echo "$t $(artifact test "$t")"; done)
+while read -r name exe; do
+    [[ -n $exe && -x $exe ]] || { echo "error: cargo did not report the $name test executable" >&2; exit 1; }
+done <<<"$executables"
 if [[ -z $bench_exe || ! -x $bench_exe ]]; then
     echo "error: cargo did not report the $GPU_BENCH bench executable" >&2
     exit 1
 fi
 
 # Wheels: from the cache, else downloaded once (pip download, no dependencies).
-mkdir -p "$WHEEL_CACHE"
 wheel_files=()
+(( DEBUG )) && WHEELS=()
+(( DEBUG )) || mkdir -p "$WHEEL_CACHE"
 for spec in "${WHEELS[@]}"; do
     name=${spec%%==*}
     version=${spec##*==}
@@ -112,17 +154,25 @@ for spec in "${WHEELS[@]}"; do
     fi
 done
 
+[[ $BUNDLE != "$ROOT" && $BUNDLE != / ]] || { echo "error: refusing to replace $BUNDLE" >&2; exit 1; }
 rm -rf "$BUNDLE"
 mkdir -p "$BUNDLE/bin" "$BUNDLE/tests" "$BUNDLE/bench" "$BUNDLE/wheels" "$BUNDLE/fixtures" "$BUNDLE/assets" \
     "$BUNDLE/tools"
 
-step "stripping binaries"
-strip -o "$BUNDLE/bin/crossrank" target/release/crossrank
-while read -r name exe; do
-    strip -o "$BUNDLE/tests/$name" "$exe"
-done <<<"$executables"
-strip -o "$BUNDLE/bench/$GPU_BENCH" "$bench_exe"
-(( ${#wheel_files[@]} )) && cp "${wheel_files[@]}" "$BUNDLE/wheels/"
+if (( DEBUG )); then
+    step "linking the debug binaries"
+    ln -s "$crossrank_exe" "$BUNDLE/bin/crossrank"
+    while read -r name exe; do ln -s "$exe" "$BUNDLE/tests/$name"; done <<<"$executables"
+    ln -s "$bench_exe" "$BUNDLE/bench/$GPU_BENCH"
+else
+    step "stripping binaries"
+    strip -o "$BUNDLE/bin/crossrank" "$crossrank_exe"
+    while read -r name exe; do
+        strip -o "$BUNDLE/tests/$name" "$exe"
+    done <<<"$executables"
+    strip -o "$BUNDLE/bench/$GPU_BENCH" "$bench_exe"
+fi
+if (( ${#wheel_files[@]} )); then cp "${wheel_files[@]}" "$BUNDLE/wheels/"; fi
 
 if [[ -f tests/fixtures/tiny/config.json ]]; then
     cp -r tests/fixtures/tiny "$BUNDLE/fixtures/tiny"
@@ -140,13 +190,16 @@ else
     step "WARNING: no xlmr-tokenizer.json (set CROSSRANK_XLMR_TOKENIZER): no real-size checkpoint on the GPU"
 fi
 
-cp tools/gpu-run.sh "$BUNDLE/gpu-run.sh"
-for f in tools/gpu-run.sh tools/make_fixture.py tools/gte_reference.py tools/gen_pairs.py tools/bench_pytorch.py; do
-    [[ -f $f ]] && cp "$f" "$BUNDLE/tools/"
+for f in tools/gpu-check.sh tools/gpu-perf.sh tools/gpu-lib.sh tools/gpu-test-runner.sh tools/gpu_gen.py \
+    tools/torch_drift.py tools/gte_reference.py tools/gen_pairs.py tools/bench_pytorch.py; do
+    cp "$f" "$BUNDLE/tools/"
 done
 
+commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
 {
-    echo "built: $(date -u +%FT%TZ) on $(hostname)"
+    echo "commit: $commit"
+    echo "built: $(date -u +%FT%TZ) on $(hostname)$( (( DEBUG )) && echo ' (debug dry-run bundle)')"
     echo "crossrank: $("$BUNDLE/bin/crossrank" --version)"
     echo "rustc: $(rustc -V)"
     echo "tiny fixture: $([[ -d $BUNDLE/fixtures/tiny ]] && echo yes || echo MISSING)"
@@ -155,6 +208,10 @@ done
     echo "sha256:"
     (cd "$BUNDLE" && sha256sum bin/* tests/* bench/* | sed 's/^/  /')
 } >"$BUNDLE/BUILD-INFO.txt"
+if (( DEBUG )); then
+    step "done: dry-run bundle in $BUNDLE"
+    exit 0
+fi
 
 bytes=$(du -sb "$BUNDLE" | cut -f1)
 mib=$(( (bytes + (1 << 20) - 1) >> 20 ))
@@ -165,4 +222,6 @@ if (( mib > LIMIT_MIB )); then
     echo "error: gpu-bundle is ${mib} MiB, over ${LIMIT_MIB} MiB" >&2
     exit 1
 fi
-step "done: run(command=\"bash tools/gpu-run.sh\", carry=[\"gpu-bundle\"], timeout_s=540)"
+step "done. On the GPU machine:"
+step "  run(command=\"bash tools/gpu-check.sh\", carry=[\"gpu-bundle\"], timeout_s=480)"
+step "  run(command=\"bash tools/gpu-perf.sh\", carry=[\"gpu-bundle\"], timeout_s=420)"

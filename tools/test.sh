@@ -9,6 +9,7 @@
 # - the kernel register/spill report: nvcc (tools/install-nvcc.sh puts one in .nvcc/)
 # - the CUDA kernel sources run on a CPU emulator: g++ with C++20 (tools/kernel-emu/)
 # - the C ABI header/export check (and valgrind on the C example when valgrind is installed)
+# - the GPU scripts' dry run (tools/gpu-dry-run.sh): on a machine without a GPU only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +50,13 @@ if [[ -x tools/check-capi.sh ]]; then
   else
     tools/check-capi.sh
   fi
+fi
+
+step "GPU scripts: dry run without a GPU (tools/gpu-dry-run.sh)"
+if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+  echo "SKIPPED: a GPU is present here (run tools/gpu-check.sh and tools/gpu-perf.sh instead)"
+else
+  tools/gpu-dry-run.sh
 fi
 echo
 echo "tools/test.sh: all steps passed"

@@ -1,4 +1,5 @@
 //! `Y[n, out] = X[n, in] · W[out, in]ᵀ` on row-major fp16 matrices through `cublasGemmEx`
+//! (on the handle of [`crate::cuda::blas::BlasHandle`])
 //! (fp16 A/B/C, `CUBLAS_COMPUTE_32F`, default algorithm: tensor cores, fp32 accumulation).
 //!
 //! cuBLAS is column-major. A row-major `[r, c]` matrix is the column-major `[c, r]` matrix of
@@ -14,7 +15,7 @@
 //! biases in `bias_residual_layernorm`), so the GEMM needs no epilogue.
 
 use cudarc::cublas::sys::cublasOperation_t;
-use cudarc::cublas::{Gemm, GemmConfig};
+use cudarc::cublas::GemmConfig;
 use cudarc::driver::{DevicePtr, DevicePtrMut};
 use half::f16;
 
@@ -70,7 +71,7 @@ impl Gpu {
         self.bind()?;
         // SAFETY: A = w is [out, in] row-major (lda = in), B = x is [n, in] row-major
         // (ldb = in), C = y is [n, out] row-major (ldc = out): all in bounds (checked above).
-        unsafe { self.blas.gemm(cfg, w, x, y) }
+        unsafe { self.blas.gemm_f16(cfg, w, x, y) }
             .device(|| format!("cublasGemmEx [{n} x {in_features}] x [{out_features} x {in_features}]^T"))
     }
 }

@@ -124,9 +124,9 @@ impl Kernels {
                 Some((_, m)) => m.clone(),
                 None => {
                     let ptx = module_ptx(module, origin)?;
-                    let m = ctx
-                        .load_module(ptx)
-                        .device(|| format!("loading kernel module `{module}` ({})", origin.name()))?;
+                    let m = crate::cuda::runtime::load_module(ctx, ptx, || {
+                        format!("loading kernel module `{module}` ({})", origin.name())
+                    })?;
                     modules.push((module, m.clone()));
                     m
                 }

@@ -7,6 +7,7 @@
 //! - [`kernels`]: loading the kernels (embedded PTX, or NVRTC from the embedded sources), their
 //!   launch configurations, and one checked wrapper per kernel, usable on its own (the GPU
 //!   tests call them one by one against their CPU twins in [`crate::model::cpu::ops`]).
+//! - [`blas`]: the cuBLAS handle (destroyed without unwrapping) and the versioned-library pin.
 //! - [`gemm`]: `Y = X·Wᵀ` on row-major fp16 matrices through `cublasGemmEx`.
 //! - [`lt`]: the same product through cuBLASLt with an explicit algorithm; [`tune`]: the GEMM
 //!   autotuner that times cuBLASLt's heuristic candidates against the default per GEMM and
@@ -32,6 +33,7 @@ use crate::error::Result;
 use crate::model::Backend;
 use crate::weights::GteTensors;
 
+pub mod blas;
 pub mod gemm;
 pub mod kernels;
 pub mod lt;

@@ -3,18 +3,23 @@
 //!
 //! cudarc loads `libcuda` and `libcublas` lazily and *panics* when they are missing, so
 //! [`probe_libraries`] checks both with a plain `dlopen` before the first call into either,
-//! and turns their absence into an [`Error::Device`] that says what to do. Context creation is
-//! additionally wrapped in `catch_unwind` (a driver too old to export a symbol cudarc wants
-//! also panics).
+//! and turns their absence into an [`Error::Device`] that says what to do; cuBLAS and
+//! cuBLASLt are pinned by their versioned names first ([`crate::cuda::blas`]). Context
+//! creation is additionally wrapped in `catch_unwind` (a driver too old to export a symbol
+//! cudarc wants also panics). A PTX module that the driver's JIT refuses is reported with the
+//! JIT's own error log ([`load_module`]).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use cudarc::cublas::result::CublasError;
-use cudarc::cublas::CudaBlas;
 use cudarc::driver::{
-    sys, CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, DriverError, ValidAsZeroBits,
+    sys, CudaContext, CudaModule, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, DriverError,
+    ValidAsZeroBits,
 };
+use cudarc::nvrtc::Ptx;
+
+use crate::cuda::blas::{pin_versioned, BlasHandle, CUBLASLT_VERSIONED, CUBLAS_VERSIONED};
 
 use crate::cuda::kernels::{KernelOrigin, Kernels};
 use crate::error::{Error, Result};
@@ -29,13 +34,106 @@ pub const NO_CUBLAS: &str = "cuBLAS not found (libcublas.so.13 could not be load
 /// Oldest GPU the kernels run on: sm_80 (cp.async, ldmatrix, mma.sync m16n8k16).
 pub const MIN_COMPUTE_CAPABILITY: (i32, i32) = (8, 0);
 
-/// Checks that the driver and cuBLAS libraries can be loaded, without calling into either.
+/// Checks that the driver and cuBLAS libraries can be loaded, without calling into either,
+/// and pins `libcublas.so.13` / `libcublasLt.so.13` so that cudarc gets those (not whatever
+/// an unversioned `libcublas.so` points at).
 pub fn probe_libraries() -> Result<()> {
-    check_libraries(
-        // SAFETY: these only dlopen() candidate library names and close them again.
-        unsafe { cudarc::driver::sys::is_culib_present() },
-        unsafe { cudarc::cublas::sys::is_culib_present() },
-    )
+    // SAFETY: this only dlopen()s candidate library names and closes them again.
+    let driver = unsafe { cudarc::driver::sys::is_culib_present() };
+    check_libraries(driver, true)?;
+    for (stem, versioned) in [("cublas", CUBLAS_VERSIONED), ("cublasLt", CUBLASLT_VERSIONED)] {
+        match pin_versioned(stem, versioned) {
+            Ok(true) => {}
+            Ok(false) => check_libraries(true, false)?,
+            Err(msg) => return Err(Error::Device(format!("cuBLAS: {msg}"))),
+        }
+    }
+    Ok(())
+}
+
+/// Loads a PTX module into `ctx`. When the driver refuses it, the module is compiled once
+/// more through `cuModuleLoadDataEx` with JIT log buffers, and the JIT's error log (which
+/// names the PTX line and what is wrong with it) is appended to the error.
+pub fn load_module(ctx: &Arc<CudaContext>, ptx: Ptx, what: impl Fn() -> String) -> Result<Arc<CudaModule>> {
+    // The text is kept for the diagnosis only (to_src panics on non-UTF-8 images: caught).
+    let text = catch_unwind(AssertUnwindSafe(|| ptx.to_src())).ok();
+    match ctx.load_module(ptx) {
+        Ok(module) => Ok(module),
+        Err(e) => {
+            let log = text.as_deref().map(|t| jit_error_log(ctx, t)).unwrap_or_default();
+            Err(with_jit_log(Err::<(), _>(e).device(&what).unwrap_err(), &log))
+        }
+    }
+}
+
+/// Bytes of each JIT log buffer.
+const JIT_LOG_BYTES: usize = 16 << 10;
+
+/// The JIT's error and info logs for `ptx` (empty when it loads after all).
+fn jit_error_log(ctx: &Arc<CudaContext>, ptx: &str) -> String {
+    use sys::CUjit_option as O;
+    let Ok(source) = std::ffi::CString::new(ptx) else {
+        return "the PTX holds a NUL byte".into();
+    };
+    if ctx.bind_to_thread().is_err() {
+        return String::new();
+    }
+    let mut error_log = vec![0u8; JIT_LOG_BYTES];
+    let mut info_log = vec![0u8; JIT_LOG_BYTES];
+    let mut options = [
+        O::CU_JIT_ERROR_LOG_BUFFER,
+        O::CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES,
+        O::CU_JIT_INFO_LOG_BUFFER,
+        O::CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES,
+        O::CU_JIT_LOG_VERBOSE,
+    ];
+    // Option values are pointer-sized: buffers by address, sizes and flags by value.
+    let mut values = [
+        error_log.as_mut_ptr().cast::<std::ffi::c_void>(),
+        std::ptr::without_provenance_mut(JIT_LOG_BYTES),
+        info_log.as_mut_ptr().cast::<std::ffi::c_void>(),
+        std::ptr::without_provenance_mut(JIT_LOG_BYTES),
+        std::ptr::without_provenance_mut(1),
+    ];
+    let mut module: sys::CUmodule = std::ptr::null_mut();
+    // SAFETY: `options` and `values` have the same length; the buffers outlive the call and
+    // their sizes are the ones passed.
+    let status = unsafe {
+        sys::cuModuleLoadDataEx(
+            &mut module,
+            source.as_ptr().cast(),
+            options.len() as std::ffi::c_uint,
+            options.as_mut_ptr(),
+            values.as_mut_ptr(),
+        )
+    };
+    if status == sys::CUresult::CUDA_SUCCESS && !module.is_null() {
+        // SAFETY: loaded just above, unloaded once.
+        let _ = unsafe { sys::cuModuleUnload(module) };
+    }
+    jit_log_text(&error_log, &info_log)
+}
+
+/// `error log | info log` from the JIT's NUL-terminated buffers, trimmed; empty parts left out.
+pub fn jit_log_text(error_log: &[u8], info_log: &[u8]) -> String {
+    let text = |buf: &[u8]| {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).trim().to_string()
+    };
+    [text(error_log), text(info_log)]
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// Appends the JIT log to a device error's message.
+pub fn with_jit_log(e: Error, log: &str) -> Error {
+    match e {
+        Error::Device(msg) if !log.is_empty() => Error::Device(format!("{msg}; JIT log: {log}")),
+        Error::Device(msg) => Error::Device(format!("{msg}; the JIT left no log")),
+        other => other,
+    }
 }
 
 /// The decision of [`probe_libraries`], separated so it can be tested on any machine.
@@ -144,7 +242,7 @@ impl DeviceInfo {
 pub struct Gpu {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
-    pub(crate) blas: CudaBlas,
+    pub(crate) blas: BlasHandle,
     pub(crate) kernels: Kernels,
     info: DeviceInfo,
 }
@@ -206,7 +304,7 @@ impl Gpu {
         let stream = ctx
             .new_stream()
             .device(|| format!("cuda:{ordinal}: creating a stream"))?;
-        let blas = CudaBlas::new(stream.clone()).device(|| format!("cuda:{ordinal}: creating the cuBLAS handle"))?;
+        let blas = BlasHandle::new(stream.clone()).device(|| format!("cuda:{ordinal}: creating the cuBLAS handle"))?;
         let (kernels, origin) = Kernels::load(&ctx, origin)?;
         Ok(Arc::new(Gpu {
             info: DeviceInfo {
@@ -395,6 +493,35 @@ mod tests {
             Error::Device(String::new()).exit_code(),
             crate::error::exit_code::DEVICE
         );
+    }
+
+    #[test]
+    fn a_jit_failure_carries_the_jit_log() {
+        let mut err = b"ptxas application ptx input, line 7; error   : Unknown symbol 'x'\0garbage".to_vec();
+        err.resize(256, 0);
+        let info = b"  \0".to_vec();
+        let log = jit_log_text(&err, &info);
+        assert_eq!(log, "ptxas application ptx input, line 7; error   : Unknown symbol 'x'");
+        assert_eq!(jit_log_text(b"", b"info: 12 registers\0"), "info: 12 registers");
+        assert_eq!(jit_log_text(b"e\0", b"i\0"), "e | i");
+        // (DriverError::device() asks the driver for the error's name: the message is built here.)
+        let refused =
+            Error::Device("loading kernel module `rope` (PTX): CUDA_ERROR_INVALID_PTX (a PTX JIT failed)".into());
+        let e = with_jit_log(refused, &log);
+        match e {
+            Error::Device(msg) => {
+                assert!(
+                    msg.starts_with("loading kernel module `rope` (PTX): CUDA_ERROR_INVALID_PTX"),
+                    "{msg}"
+                );
+                assert!(
+                    msg.ends_with("JIT log: ptxas application ptx input, line 7; error   : Unknown symbol 'x'"),
+                    "{msg}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(with_jit_log(Error::Device("m".into()), ""), Error::Device(m) if m.ends_with("no log")));
     }
 
     #[test]
