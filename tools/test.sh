@@ -9,6 +9,8 @@
 # - the kernel register/spill report: nvcc (tools/install-nvcc.sh puts one in .nvcc/)
 # - the CUDA kernel sources run on a CPU emulator: g++ with C++20 (tools/kernel-emu/)
 # - the C ABI header/export check (and valgrind on the C example when valgrind is installed)
+# - the Python package (tools/test-python.sh): python3 with venv; CROSSRANK_REQUIRE_PYTHON=1
+#   (set by .ci/run) makes a missing python3 a failure instead of a skip
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +51,15 @@ if [[ -x tools/check-capi.sh ]]; then
   else
     tools/check-capi.sh
   fi
+fi
+step "Python package: pip install ./python, pytest (Ray included)"
+if command -v "${PYTHON:-python3}" >/dev/null; then
+  tools/test-python.sh
+elif [[ "${CROSSRANK_REQUIRE_PYTHON:-0}" == 1 ]]; then
+  echo "FAILED: no ${PYTHON:-python3}, and CROSSRANK_REQUIRE_PYTHON=1" >&2
+  exit 1
+else
+  echo "SKIPPED: no ${PYTHON:-python3}"
 fi
 echo
 echo "tools/test.sh: all steps passed"
