@@ -10,6 +10,8 @@
 # - the CUDA kernel sources run on a CPU emulator: g++ with C++20 (tools/kernel-emu/)
 # - the C ABI header/export check (and valgrind on the C example when valgrind is installed)
 # - the GPU scripts' dry run (tools/gpu-dry-run.sh): on a machine without a GPU only
+# - the Python package (tools/test-python.sh): python3 with venv; CROSSRANK_REQUIRE_PYTHON=1
+#   (set by .ci/run) makes a missing python3 a failure instead of a skip
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,6 +59,16 @@ if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
   echo "SKIPPED: a GPU is present here (run tools/gpu-check.sh and tools/gpu-perf.sh instead)"
 else
   tools/gpu-dry-run.sh
+fi
+
+step "Python package: pip install ./python, pytest (Ray included)"
+if command -v "${PYTHON:-python3}" >/dev/null; then
+  tools/test-python.sh
+elif [[ "${CROSSRANK_REQUIRE_PYTHON:-0}" == 1 ]]; then
+  echo "FAILED: no ${PYTHON:-python3}, and CROSSRANK_REQUIRE_PYTHON=1" >&2
+  exit 1
+else
+  echo "SKIPPED: no ${PYTHON:-python3}"
 fi
 echo
 echo "tools/test.sh: all steps passed"
