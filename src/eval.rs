@@ -733,8 +733,8 @@ fn parse_tsv_pair(text: &str) -> std::result::Result<(String, String, bool), Str
 
 fn binary_label(value: Option<f64>, text: &str) -> std::result::Result<bool, String> {
     match value {
-        Some(v) if v == 1.0 => Ok(true),
-        Some(v) if v == 0.0 => Ok(false),
+        Some(1.0) => Ok(true),
+        Some(0.0) => Ok(false),
         _ => Err(format!(
             "label must be 0 or 1 (the evaluator's metrics are binary), found `{text}`"
         )),
