@@ -11,10 +11,11 @@
 //!
 //! Ties. NDCG (tie-averaged DCG) and MAP (one precision/recall point per distinct score) do not
 //! depend on the order of tied documents; MRR does. The evaluator ranks with numpy's default
-//! `argsort(scores)[::-1]`, whose order among equal scores is unspecified and depends on the
-//! CPU (numpy 2 on x86 dispatches to a SIMD sorting network). crossrank ranks tied documents
-//! as the reversal of a stable ascending sort does (the later document first), and reports how
-//! many queries have an MRR that depends on the tie order, with the MRR range over all orders.
+//! `argsort(scores)[::-1]`, whose order among equal scores depends on the CPU: numpy's scalar
+//! introsort ([`numpy_argsort`], reproduced here exactly), or on x86 with AVX2/AVX-512 a SIMD
+//! sorting network (measured with numpy 2.4.6: another order for lists of 5 or more with
+//! ties). crossrank follows the scalar sort and reports how many queries have an MRR that
+//! depends on the tie order, with the MRR range over all orders.
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -150,12 +151,120 @@ pub fn plan_sample(sample: &Sample, options: &EvalOptions) -> Plan {
     plan
 }
 
-/// Indices best first, as numpy's `argsort(scores)[::-1]` with a stable sort: descending
-/// score, and among equal scores the later index first.
+/// Indices best first, as the evaluator's `numpy.argsort(scores)[::-1]` with numpy's scalar
+/// (non-SIMD) sort: [`numpy_argsort`] reversed.
 pub fn descending_ranking(scores: &[f64]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].partial_cmp(&scores[a]).unwrap().then(b.cmp(&a)));
+    let mut order = numpy_argsort(scores);
+    order.reverse();
     order
+}
+
+/// Ascending argsort in the order numpy's default (`kind="quicksort"`) argsort gives when it
+/// does not dispatch to SIMD code: an introsort (median-of-three partitions, insertion sort
+/// for spans of at most 16, heapsort past a depth of 2·⌊log2 n⌋). The order of equal scores
+/// is what the evaluator's MRR depends on, so this follows numpy's algorithm step for step
+/// (checked against numpy 2.4.6 with `NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4"`).
+pub fn numpy_argsort(v: &[f64]) -> Vec<usize> {
+    const SMALL: usize = 15;
+    let n = v.len();
+    let mut a: Vec<usize> = (0..n).collect();
+    if n < 2 {
+        return a;
+    }
+    let less = |x: usize, y: usize| v[x] < v[y];
+    let mut stack: Vec<(usize, usize, i64)> = Vec::new();
+    let (mut lo, mut hi) = (0usize, n - 1);
+    let mut depth = 2 * (usize::BITS - 1 - n.leading_zeros()) as i64;
+    loop {
+        if depth < 0 {
+            numpy_heap_argsort(&mut a[lo..=hi], &less);
+        } else {
+            while hi - lo > SMALL {
+                let mid = lo + ((hi - lo) >> 1);
+                if less(a[mid], a[lo]) {
+                    a.swap(mid, lo);
+                }
+                if less(a[hi], a[mid]) {
+                    a.swap(hi, mid);
+                }
+                if less(a[mid], a[lo]) {
+                    a.swap(mid, lo);
+                }
+                let pivot = a[mid];
+                let (mut i, mut j) = (lo, hi - 1);
+                a.swap(mid, j);
+                loop {
+                    i += 1;
+                    while less(a[i], pivot) {
+                        i += 1;
+                    }
+                    j -= 1;
+                    while less(pivot, a[j]) {
+                        j -= 1;
+                    }
+                    if i >= j {
+                        break;
+                    }
+                    a.swap(i, j);
+                }
+                a.swap(i, hi - 1);
+                depth -= 1;
+                // The larger side waits on the stack; the smaller one is sorted next.
+                if i - lo < hi - i {
+                    stack.push((i + 1, hi, depth));
+                    hi = i - 1;
+                } else {
+                    stack.push((lo, i - 1, depth));
+                    lo = i + 1;
+                }
+            }
+            for i in lo + 1..=hi {
+                let item = a[i];
+                let mut j = i;
+                while j > lo && less(item, a[j - 1]) {
+                    a[j] = a[j - 1];
+                    j -= 1;
+                }
+                a[j] = item;
+            }
+        }
+        match stack.pop() {
+            Some((l, h, d)) => (lo, hi, depth) = (l, h, d),
+            None => break,
+        }
+    }
+    a
+}
+
+/// numpy's indirect heapsort (its introsort's fallback), on one span of indices.
+fn numpy_heap_argsort(a: &mut [usize], less: &dyn Fn(usize, usize) -> bool) {
+    // 1-based heap positions, as numpy's.
+    let sift = |a: &mut [usize], start: usize, len: usize| {
+        let item = a[start - 1];
+        let (mut i, mut j) = (start, start << 1);
+        while j <= len {
+            if j < len && less(a[j - 1], a[j]) {
+                j += 1;
+            }
+            if less(item, a[j - 1]) {
+                a[i - 1] = a[j - 1];
+                i = j;
+                j += j;
+            } else {
+                break;
+            }
+        }
+        a[i - 1] = item;
+    };
+    let mut len = a.len();
+    for start in (1..=len >> 1).rev() {
+        sift(a, start, len);
+    }
+    while len > 1 {
+        a.swap(0, len - 1);
+        len -= 1;
+        sift(a, 1, len);
+    }
 }
 
 /// Reciprocal rank of the first relevant document within the top `k` of
@@ -855,6 +964,39 @@ mod tests {
     }
 
     #[test]
+    fn ranking_follows_numpys_scalar_argsort() {
+        // numpy 2.4.6, NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4":
+        // x = np.array([i % 3 for i in range(40)], dtype=np.float32); x[::7] = 0.5
+        // np.argsort(x)[::-1]
+        let mut x: Vec<f64> = (0..40).map(|i| (i % 3) as f64).collect();
+        for i in (0..40).step_by(7) {
+            x[i] = 0.5;
+        }
+        let want = [
+            8, 17, 2, 38, 20, 32, 11, 5, 29, 23, 26, 10, 13, 22, 19, 25, 31, 4, 34, 1, 37, 16, 14, 7, 0, 21, 28, 35,
+            15, 18, 12, 24, 9, 27, 6, 30, 33, 3, 36, 39,
+        ];
+        assert_eq!(descending_ranking(&x), want);
+        // Up to 16 elements numpy's insertion sort is stable: ties come out later-first.
+        assert_eq!(descending_ranking(&[0.5; 16]), (0..16).rev().collect::<Vec<_>>());
+        // Past 16 it is not.
+        assert_ne!(descending_ranking(&[0.5; 17]), (0..17).rev().collect::<Vec<_>>());
+        // Any order it gives is a sort, including through the heapsort fallback.
+        for n in [0, 1, 2, 17, 100, 1000] {
+            let v: Vec<f64> = (0..n).map(|i| ((i * 7919) % 13) as f64).collect();
+            let order = numpy_argsort(&v);
+            assert!(order.windows(2).all(|w| v[w[0]] <= v[w[1]]), "n = {n}");
+            let mut seen = order.clone();
+            seen.sort();
+            assert_eq!(seen, (0..n).collect::<Vec<_>>());
+        }
+        let mut heap: Vec<usize> = (0..50).collect();
+        let v: Vec<f64> = (0..50).map(|i| ((i * 31) % 11) as f64).collect();
+        numpy_heap_argsort(&mut heap, &|a, b| v[a] < v[b]);
+        assert!(heap.windows(2).all(|w| v[w[0]] <= v[w[1]]));
+    }
+
+    #[test]
     fn all_positive_and_all_tied() {
         let relevant = [true, true, true];
         let m = sample_metrics(&relevant, &[0.1, 0.9, 0.4], 10);
@@ -933,6 +1075,28 @@ mod tests {
         );
         assert!(!plan.is_scored());
         assert_eq!((plan.positives, plan.negatives), (1, 2));
+    }
+
+    #[test]
+    fn single_document_sample_is_counted_with_ndcg_one() {
+        let samples = vec![
+            sample(&["p"], Candidates::Negative(vec![])),
+            sample(&["p"], Candidates::Negative(strings(&["n"]))),
+        ];
+        let options = EvalOptions::default();
+        let plans: Vec<Plan> = samples.iter().map(|s| plan_sample(s, &options)).collect();
+        let r = report(&samples, &plans, &[0.3, 0.1, 0.2], &options).unwrap();
+        assert_eq!(r.single_document, 1);
+        assert_eq!(
+            r.per_query[0].metrics,
+            Metrics {
+                ap: 1.0,
+                mrr: 1.0,
+                ndcg: 1.0
+            }
+        );
+        close(r.metrics.mrr, 0.75, "mrr");
+        assert!(r.table().contains("1 samples have a single document"), "{}", r.table());
     }
 
     #[test]

@@ -13,6 +13,11 @@ and its model-card strings are printed (or written) as JSON, to compare with
         --model tests/fixtures/tiny --input tests/fixtures/eval/ranked.jsonl [--at-k 10] \
         [--always-rerank-positives true|false] [--output ref.json]
 
+Ties: the evaluator's MRR ranks with numpy's `argsort(scores)[::-1]`; on x86 numpy 2 sorts
+with SIMD networks that order tied scores in no stable way. `--numpy-without-simd` turns that
+dispatch off (NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4", checked), so lists of up to 16
+documents are sorted by numpy's stable insertion sort: the tie order `crossrank eval` uses.
+
 Inputs: the evaluator's samples JSONL, or labeled pairs (`{"query", "document", "label"}`
 JSONL, `query<TAB>document<TAB>label` TSV), grouped by query as `crossrank eval` groups them.
 """
@@ -23,9 +28,6 @@ import os
 import subprocess
 import sys
 import tempfile
-
-import numpy as np
-from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
 
 
 def read_samples(path):
@@ -106,7 +108,18 @@ def main():
     ap.add_argument("--at-k", type=int, default=10)
     ap.add_argument("--always-rerank-positives", default="true", choices=["true", "false"])
     ap.add_argument("--output", default="-")
+    ap.add_argument("--numpy-without-simd", action="store_true", help="numpy's scalar sort (see above)")
     args = ap.parse_args()
+    if args.numpy_without_simd:
+        os.environ["NPY_DISABLE_CPU_FEATURES"] = "X86_V3 X86_V4"
+    global np
+    import numpy as np
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+
+    ties = np.array([1, 0, 1, 1, 0, 1, 0, 0, 1, 1, 0, 1, 0, 1, 1, 0], dtype=np.float32)
+    numpy_sort_is_stable = bool((np.argsort(ties) == np.argsort(ties, kind="stable")).all())
+    if args.numpy_without_simd and not numpy_sort_is_stable:
+        sys.exit("--numpy-without-simd: numpy's argsort of 16 tied values is still not stable")
 
     samples = read_samples(args.input)
     model = ScoresModel(crossrank_scores(args.crossrank, args.model, all_pairs(samples)))
@@ -123,6 +136,8 @@ def main():
         "always_rerank_positives": args.always_rerank_positives == "true",
         "metrics": metrics,
         "model_card": model.model_card_data.metrics,
+        "numpy_without_simd": args.numpy_without_simd,
+        "numpy_argsort_stable_up_to_16": numpy_sort_is_stable,
         "versions": {
             "sentence_transformers": sentence_transformers.__version__,
             "scikit_learn": sklearn.__version__,
