@@ -1,4 +1,4 @@
-//! The `crossrank` command line: `score`, `rank`, `tokenize`, `info`, `bench`.
+//! The `crossrank` command line: `score`, `rank`, `tokenize`, `info`, `bench`, `eval`.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, Write};
@@ -37,6 +37,9 @@ pub enum Command {
     Verify(crate::verify::VerifyArgs),
     /// Measure end-to-end scoring throughput (pairs/s, tokens/s, TFLOP/s, time split).
     Bench(crate::bench::BenchArgs),
+    /// Reranking metrics (MAP, MRR@k, NDCG@k) on labeled samples, as sentence-transformers'
+    /// CrossEncoderRerankingEvaluator computes them.
+    Eval(crate::eval_cli::EvalArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -214,6 +217,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Info(args) => info(args),
         Command::Verify(args) => crate::verify::run(args),
         Command::Bench(args) => crate::bench::run(args),
+        Command::Eval(args) => crate::eval_cli::run(args),
     }
 }
 

@@ -17,6 +17,8 @@ pub mod config;
 pub mod cuda;
 pub mod engine;
 pub mod error;
+pub mod eval;
+pub mod eval_cli;
 pub mod hub;
 pub mod model;
 pub mod pipeline;
