@@ -40,3 +40,12 @@ class Engine:
         window: int | None = None,
     ) -> tuple[bytes, bytes, list[str | None] | None]:
         """(logits, scores, errors): float32 bytes per row in input order; errors only with collect_errors."""
+    def evaluate(
+        self,
+        source: str,
+        is_path: bool,
+        at_k: int = 10,
+        always_rerank_positives: bool = True,
+        format: str | None = None,
+    ) -> tuple[str, list[str]]:
+        """(report JSON, per-query JSON lines) of `crossrank eval` on a path or JSON-lines samples."""

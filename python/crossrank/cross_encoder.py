@@ -286,6 +286,49 @@ class CrossEncoder:
             new_columns[error_column] = errors
         return _with_columns(kind, table, new_columns, errors)
 
+    def evaluate(
+        self,
+        samples: "Sequence[dict[str, Any]] | str | os.PathLike[str]",
+        at_k: int = 10,
+        always_rerank_positives: bool = True,
+        *,
+        format: str | None = None,
+        return_per_query: bool = False,
+    ) -> "dict[str, Any] | tuple[dict[str, Any], list[dict[str, Any]]]":
+        """Reranking metrics exactly as sentence-transformers' ``CrossEncoderRerankingEvaluator``
+        computes them from this model's ``predict`` scores (``crossrank eval`` in Python).
+
+        Args:
+            samples: the evaluator's samples, ``[{"query": ..., "positive": [...],
+                "negative": [...]}]`` or ``[{"query", "positive", "documents": [...]}]``, or
+                labeled pairs ``[{"query", "document", "label"}]``; or the path of a JSONL/TSV
+                file holding them (as ``crossrank eval --input``).
+            at_k: cut-off of MRR@k and NDCG@k.
+            always_rerank_positives: the evaluator's option of that name.
+            format: ``"jsonl"`` or ``"tsv"`` for a path (default: from its extension).
+            return_per_query: also return one dict per query (metrics, counts, ties).
+
+        Returns:
+            ``{"map", "mrr@K", "ndcg@K"}`` (plus ``base_*`` and ``model_card`` for samples with
+            ``documents``) and the counts and tie facts of ``crossrank eval --json``.
+        """
+        import json
+
+        if isinstance(samples, (str, os.PathLike)):
+            source, is_path = os.fspath(samples), True
+        else:
+            lines = []
+            for i, sample in enumerate(samples):
+                if not isinstance(sample, dict):
+                    raise TypeError(f"samples[{i}] must be a dict, got {type(sample).__name__}")
+                lines.append(json.dumps(sample, ensure_ascii=False))
+            source, is_path = "\n".join(lines), False
+        report, per_query = self._engine.evaluate(source, is_path, at_k, always_rerank_positives, format)
+        metrics = json.loads(report)
+        if return_per_query:
+            return metrics, [json.loads(row) for row in per_query]
+        return metrics
+
     # -- internals ----------------------------------------------------------------------------
 
     def _score(

@@ -18,6 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crossrank::config::Activation;
+use crossrank::eval::{evaluate, read_samples, EvalOptions};
 use crossrank::pipeline::{window_containing, PipelineOptions};
 use crossrank::records::Format;
 use crossrank::tokenize::EncodedPair;
@@ -313,6 +314,47 @@ impl PyEngine {
             f32_bytes(py, &scores),
             collect_errors.then_some(errors),
         ))
+    }
+
+    /// Reranking metrics as sentence-transformers' `CrossEncoderRerankingEvaluator` computes
+    /// them (`crossrank eval`, src/eval.rs). `source` is a file path (`is_path`) or the samples
+    /// themselves as JSON lines; `format` "jsonl" or "tsv" (None: from the path's extension,
+    /// else jsonl). Returns the JSON report and one JSON line per query.
+    #[pyo3(signature = (source, is_path, at_k = 10, always_rerank_positives = true, format = None))]
+    fn evaluate(
+        &self,
+        py: Python<'_>,
+        source: String,
+        is_path: bool,
+        at_k: usize,
+        always_rerank_positives: bool,
+        format: Option<&str>,
+    ) -> PyResult<(String, Vec<String>)> {
+        let format = match format {
+            None if is_path => Format::from_path(Path::new(&source)).unwrap_or(Format::Jsonl),
+            None => Format::Jsonl,
+            Some(name) => Format::parse(name)
+                .ok_or_else(|| PyValueError::new_err(format!("unknown format `{name}` (expected jsonl or tsv)")))?,
+        };
+        let options = EvalOptions {
+            at_k,
+            always_rerank_positives,
+        };
+        let engine = self.engine.clone();
+        let report = py.detach(move || {
+            guarded(|| {
+                let samples = if is_path {
+                    let file = std::fs::File::open(&source).map_err(|e| Error::io(&source, e))?;
+                    read_samples(std::io::BufReader::new(file), &source, format)?
+                } else {
+                    read_samples(source.as_bytes(), "samples", format)?
+                };
+                evaluate(&engine, &samples, &options, &mut |_, _| {})
+            })
+        });
+        let report = report.map_err(to_py_err)?;
+        let per_query = report.per_query_json().map(|row| row.to_string()).collect();
+        Ok((report.to_json().to_string(), per_query))
     }
 
     fn __repr__(&self) -> String {
