@@ -326,8 +326,17 @@ pub struct PartialFile {
 }
 
 impl PartialFile {
-    /// Starts an empty `<target>.partial`.
+    /// Starts an empty `<target>.partial`. A target that exists and is not a regular file
+    /// (`/dev/stdout`, `/dev/null`, a FIFO, or a link to one) is written in place instead:
+    /// renaming a file over it would replace the device node, and it has no partial state.
     pub fn create(target: &Path) -> Result<Self> {
+        if std::fs::metadata(target).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+            let file = File::options()
+                .write(true)
+                .open(target)
+                .map_err(|e| Error::io(target, e))?;
+            return Ok(Self::wrap(target, target.to_path_buf(), file));
+        }
         let partial = temp_path_for(target);
         let file = File::create(&partial).map_err(|e| Error::io(&partial, e))?;
         Ok(Self::wrap(target, partial, file))
@@ -361,9 +370,17 @@ impl PartialFile {
         &mut self.writer
     }
 
+    /// Written in place (a special file, see [`PartialFile::create`]), not renamed.
+    fn in_place(&self) -> bool {
+        self.partial == self.target
+    }
+
     /// Flushes; removes the partial file when it holds nothing.
     pub fn close(mut self) -> Result<bool> {
         self.writer.flush().map_err(|e| Error::io(&self.partial, e))?;
+        if self.in_place() {
+            return Ok(true);
+        }
         let len = self.writer.get_ref().metadata().map_or(1, |m| m.len());
         if len == 0 {
             let _ = std::fs::remove_file(&self.partial);
@@ -374,6 +391,9 @@ impl PartialFile {
     /// Flushes, syncs and renames into place.
     pub fn commit(mut self) -> Result<()> {
         self.writer.flush().map_err(|e| Error::io(&self.partial, e))?;
+        if self.in_place() {
+            return Ok(());
+        }
         self.writer
             .get_ref()
             .sync_data()

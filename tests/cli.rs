@@ -300,3 +300,26 @@ fn hub_id_resolves_through_the_hf_cache() {
     assert_eq!(out.status.code(), Some(crossrank::error::exit_code::MODEL));
     assert!(stderr(&out).contains("could not fetch"), "{}", stderr(&out));
 }
+
+/// `--output` naming a special file (here a link to /dev/null inside a temp dir, so a
+/// regression replaces only the link) is written in place: no `.partial` beside it, no rename
+/// over it.
+#[test]
+fn output_to_a_special_file_is_written_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "{\"query\": \"q\", \"document\": \"d\"}\n").unwrap();
+    let link = dir.path().join("sink");
+    std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+    let out = run(crossrank()
+        .args(["score", "--device", "cpu", "--quiet", "--model"])
+        .arg(fixture_dir())
+        .arg("-i")
+        .arg(&input)
+        .arg("-o")
+        .arg(&link));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let meta = std::fs::symlink_metadata(&link).unwrap();
+    assert!(meta.file_type().is_symlink(), "the output link was replaced: {meta:?}");
+    assert!(!dir.path().join("sink.partial").exists());
+}
