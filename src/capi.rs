@@ -366,6 +366,7 @@ fn load(dir: &Path, params: &crossrank_model_params) -> CResult<Model> {
         max_length: (params.max_length > 0).then_some(params.max_length as usize),
         batch_tokens: (params.batch_tokens > 0).then_some(params.batch_tokens as usize),
         threads: 0,
+        precision: crate::model::Precision::F32,
     };
     let model = |engine: Engine, on_cuda: bool| Model {
         engine,

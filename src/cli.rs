@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::engine::{Device, Engine, EngineOptions, ModelFiles};
 use crate::error::{exit_code, Error, Result};
 use crate::hub::resolve_model;
+use crate::model::Precision;
 use crate::pipeline::{score_stream, OnError, PipelineOptions, Sinks};
 use crate::progress::Progress;
 use crate::records::{check_resume_windows, Format, LineReader};
@@ -66,6 +67,10 @@ pub struct RunArgs {
     /// CPU threads (0: every core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// CPU arithmetic: f32 (the reference) or fp16 (the CUDA path's fp16 storage points,
+    /// on the CPU). The CUDA backend is always fp16.
+    #[arg(long, default_value = "f32", value_parser = parse_precision)]
+    pub precision: Precision,
     /// No progress or summary on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -170,6 +175,10 @@ pub fn parse_on_error(s: &str) -> std::result::Result<OnError, String> {
     }
 }
 
+pub fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
+    Precision::parse(s).ok_or_else(|| format!("unknown precision `{s}` (expected f32 or fp16)"))
+}
+
 pub fn parse_device(s: &str) -> std::result::Result<Device, String> {
     match s {
         "auto" => Ok(Device::Auto),
@@ -230,6 +239,7 @@ pub fn load_engine(run: &RunArgs) -> Result<Engine> {
             max_length: run.model.max_length,
             batch_tokens: run.batch_tokens,
             threads: run.threads,
+            precision: run.precision,
         },
     )?;
     if !run.quiet {

@@ -10,7 +10,8 @@ use crate::batch::{plan_batches, PackedBatch};
 use crate::config::{Activation, ModelConfig};
 use crate::error::{Error, Result};
 use crate::model::cpu::CpuModel;
-use crate::model::Backend;
+use crate::model::cpu_fp16::{Fp16CpuModel, Fp16Options};
+use crate::model::{Backend, Precision};
 use crate::tokenize::{read_model_max_length, EncodedPair, PairTokenizer};
 use crate::weights::{Checkpoint, GteTensors};
 
@@ -34,6 +35,9 @@ pub struct EngineOptions {
     pub batch_tokens: Option<usize>,
     /// CPU threads; 0: every core.
     pub threads: usize,
+    /// Arithmetic of the CPU backend (f32 reference or the fp16 twin of the CUDA path); the
+    /// CUDA backend is always fp16.
+    pub precision: Precision,
 }
 
 impl Default for EngineOptions {
@@ -43,6 +47,7 @@ impl Default for EngineOptions {
             max_length: None,
             batch_tokens: None,
             threads: 0,
+            precision: Precision::F32,
         }
     }
 }
@@ -362,7 +367,15 @@ pub fn sort_ranked(ranked: &mut [Ranked]) {
 }
 
 fn make_backend(tensors: &Arc<GteTensors>, options: &EngineOptions) -> Result<(Box<dyn Backend>, Option<String>)> {
-    let cpu = || -> Result<Box<dyn Backend>> { Ok(Box::new(CpuModel::new(tensors.clone(), options.threads)?)) };
+    let cpu = || -> Result<Box<dyn Backend>> {
+        Ok(match options.precision {
+            Precision::F32 => Box::new(CpuModel::new(tensors.clone(), options.threads)?),
+            Precision::Fp16 => Box::new(Fp16CpuModel::new(
+                tensors.clone(),
+                Fp16Options::like_gpu(&tensors.config, options.threads),
+            )?),
+        })
+    };
     match options.device {
         Device::Cpu => Ok((cpu()?, None)),
         Device::Cuda(index) => Ok((

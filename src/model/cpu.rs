@@ -44,6 +44,24 @@ impl RopeTable {
         RopeTable { half_dim, cos, sin }
     }
 
+    /// The table the CUDA kernel effectively uses (rope.cu): the angle is ONE fp32 product
+    /// `(float)p * inv_freq_f32[j]`, then an accurate sincosf. cos/sin of that fp32 angle are
+    /// computed in f64 and rounded once (accurate sincosf is within an ulp of that).
+    /// Used by the fp16 twin of the GPU path ([`super::cpu_fp16`]), not by the f32 reference.
+    pub fn with_fp32_angles(inv_freq: &[f64], positions: usize) -> Self {
+        let half_dim = inv_freq.len();
+        let mut cos = Vec::with_capacity(positions * half_dim);
+        let mut sin = Vec::with_capacity(positions * half_dim);
+        for p in 0..positions {
+            for &f in inv_freq {
+                let angle = (p as f32 * f as f32) as f64;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        RopeTable { half_dim, cos, sin }
+    }
+
     pub fn positions(&self) -> usize {
         self.cos.len() / self.half_dim.max(1)
     }
