@@ -17,6 +17,7 @@ pub mod error;
 pub mod hub;
 pub mod model;
 pub mod pipeline;
+pub mod pretruncate;
 pub mod progress;
 pub mod records;
 pub mod tokenize;
