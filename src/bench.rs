@@ -302,6 +302,10 @@ pub fn report(engine: &Engine, s: &RunStats, source: &str, warmup_batches: usize
         "real_tokens": s.tokens,
         "mean_tokens_per_pair": round(s.tokens as f64 / s.pairs.max(1) as f64, 2),
         "truncated": s.truncated,
+        // Pairs with a side cut at the tokenizer's work bound: ids may differ from Python.
+        "precut": s.precut,
+        // Tokenizer workers' busy time per token kept after truncation (special tokens included).
+        "tokenize_us_per_kept_token": round(s.tokenize_busy.as_secs_f64() * 1e6 / s.tokens.max(1) as f64, 4),
         "model_flops": flops,
         // No model ran with --host-only: no rate to report.
         "tflops": (!host_only).then(|| round(tflops, 4)),
@@ -351,6 +355,18 @@ pub fn print_table(r: &Value, out: &mut dyn Write) -> std::io::Result<()> {
         f("mean_tokens_per_pair"),
         r["truncated"],
         r["rejected"]
+    )?;
+    if r["precut"].as_u64().unwrap_or(0) > 0 {
+        writeln!(
+            out,
+            "  pre-cut            {} pairs (ids may differ from Python tokenizers)",
+            r["precut"]
+        )?;
+    }
+    writeln!(
+        out,
+        "  tokenize           {:.3} us per kept token",
+        f("tokenize_us_per_kept_token")
     )?;
     writeln!(out, "  wall               {:.3} s", f("seconds"))?;
     writeln!(out, "  pairs/s            {:.1}", f("pairs_per_s"))?;

@@ -121,6 +121,14 @@ pub struct PipelineArgs {
     /// Distinct query strings whose token ids are cached (0: no cache).
     #[arg(long, default_value_t = 65536)]
     pub query_cache: usize,
+    /// A window also ends once its records hold this many bytes (raw lines + token ids), so
+    /// peak memory is bounded by the flags, not by the data (README: memory).
+    #[arg(long, default_value_t = crate::pipeline::DEFAULT_WINDOW_BYTES)]
+    pub window_bytes: usize,
+    /// A longer input line is a malformed record (an error, or rejected under
+    /// --on-error skip); it is never held in memory.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub max_line_bytes: usize,
 }
 
 impl PipelineArgs {
@@ -128,6 +136,7 @@ impl PipelineArgs {
         options.window_lines = self.window.max(1);
         options.workers = self.workers;
         options.query_cache = self.query_cache;
+        options.window_bytes = self.window_bytes.max(1);
     }
 }
 
@@ -452,7 +461,7 @@ fn score(args: ScoreArgs) -> Result<()> {
     let interrupt = interrupt_flag()?;
     let engine = load_engine(&args.run)?;
     let name = input_name(&args.input);
-    let mut reader = LineReader::new(open_input(&args.input)?);
+    let mut reader = LineReader::new(open_input(&args.input)?).with_max_line_bytes(args.pipeline.max_line_bytes);
 
     // Outputs: fresh, or the checked prefix of an interrupted run's partial files.
     let output_target = PathBuf::from(&args.output);
@@ -515,6 +524,7 @@ fn score(args: ScoreArgs) -> Result<()> {
         .map_or("<rejects>".into(), |r| r.partial_path().display().to_string());
     options.on_error = args.on_error;
     options.interrupt = Some(interrupt);
+    options.note_precut = !args.run.quiet;
     args.pipeline.apply(&mut options);
 
     let mut progress = Progress::new(args.run.quiet, None);

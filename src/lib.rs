@@ -22,6 +22,7 @@ pub mod eval_cli;
 pub mod hub;
 pub mod model;
 pub mod pipeline;
+pub mod pretruncate;
 pub mod progress;
 pub mod records;
 pub mod tokenize;

@@ -46,7 +46,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::progress::{Progress, Totals};
 use crate::records::{parse_record, write_reject, Format, LineReader, Rendered};
-use crate::tokenize::PairTokenizer;
+use crate::tokenize::{PairTokenizer, Side};
 
 /// What to do with a malformed input record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,8 +69,15 @@ pub struct PipelineOptions {
     /// Input lines whose pairs are sorted by length together (the largest window; the first
     /// ones are smaller; see [`window_containing`]).
     pub window_lines: usize,
+    /// The same window also ends once its records hold this many bytes (raw line + ids), so
+    /// memory does not grow with the records' size (README: peak memory).
+    pub window_bytes: usize,
     /// Input lines per tokenizer job.
     pub chunk_lines: usize,
+    /// A tokenizer job also ends once it holds this many bytes of input (one line at least).
+    pub chunk_bytes: usize,
+    /// Print a note on stderr for the first pre-cut records ([`RunStats::precut`]).
+    pub note_precut: bool,
     /// Tokenizer threads; 0: every core.
     pub workers: usize,
     /// Distinct query strings whose token ids are kept (0: no cache).
@@ -90,7 +97,10 @@ impl PipelineOptions {
             rejects_name: "<rejects>".into(),
             on_error: OnError::Stop,
             window_lines: 65536,
+            window_bytes: DEFAULT_WINDOW_BYTES,
             chunk_lines: 256,
+            chunk_bytes: 1 << 20,
+            note_precut: true,
             workers: 0,
             query_cache: 65536,
             interrupt: None,
@@ -118,6 +128,10 @@ pub fn window_containing(index: u64, window_lines: usize) -> std::ops::Range<u64
 }
 /// Windows sent to the forward thread and not yet written: the one it runs and one queued.
 const WINDOWS_AHEAD: usize = 2;
+/// Default `--window-bytes`.
+pub const DEFAULT_WINDOW_BYTES: usize = 256 << 20;
+/// Notes printed for pre-cut records before only the count is kept.
+const PRECUT_NOTES: u64 = 5;
 /// Pairs per group of the padded reference scheme ([`RunStats::padded32_tokens`]).
 pub const PADDED_GROUP: usize = 32;
 
@@ -135,6 +149,9 @@ pub struct RunStats {
     pub tokens_sq: u64,
     /// Pairs cut to the max length.
     pub truncated: u64,
+    /// Pairs with a side cut at the tokenizer's work bound without a provable boundary
+    /// ([`crate::pretruncate`]): their ids may differ from Python `tokenizers`.
+    pub precut: u64,
     /// Tokens that padded batches of 32 pairs in input order (sentence-transformers) would
     /// process for the written pairs: Σ over groups of 32 of `rows × longest`.
     pub padded32_tokens: u64,
@@ -195,6 +212,7 @@ impl RunStats {
             pairs: self.pairs,
             tokens: self.tokens,
             truncated: self.truncated,
+            precut: self.precut,
             rejected: self.rejected,
         }
     }
@@ -232,6 +250,7 @@ pub fn score_stream<R: BufRead + Send + 'static>(
     // Pairs written so far, published by the writer for the scheduler's memory statistic.
     let written = AtomicU64::new(0);
 
+    let max_line_bytes = input.max_line_bytes();
     let (raw_tx, raw_rx) = mpsc::sync_channel::<RawChunk>(2 * workers);
     let raw_rx = Mutex::new(raw_rx);
     let (parsed_tx, parsed_rx) = mpsc::sync_channel::<ParsedChunk>(2 * workers);
@@ -243,10 +262,11 @@ pub fn score_stream<R: BufRead + Send + 'static>(
     let reader = {
         let ctl = ctl.clone();
         let chunk_lines = options.chunk_lines.max(1);
+        let chunk_bytes = options.chunk_bytes.max(1);
         let name = options.input_name.clone();
         std::thread::Builder::new()
             .name("crossrank-reader".into())
-            .spawn(move || read_chunks(input, raw_tx, chunk_lines, &ctl, &name))
+            .spawn(move || read_chunks(input, raw_tx, (chunk_lines, chunk_bytes), &ctl, &name))
             .expect("spawn the reader thread")
     };
 
@@ -263,7 +283,14 @@ pub fn score_stream<R: BufRead + Send + 'static>(
                 std::thread::Builder::new()
                     .name(format!("crossrank-tok-{i}"))
                     .spawn_scoped(scope, move || {
-                        tokenize_chunks(tokenizer, options.format, raw_rx, parsed_tx, cache, ctl)
+                        tokenize_chunks(
+                            tokenizer,
+                            (options.format, max_line_bytes),
+                            raw_rx,
+                            parsed_tx,
+                            cache,
+                            ctl,
+                        )
                     })
                     .expect("spawn a tokenizer thread")
             })
@@ -354,6 +381,7 @@ pub fn score_stream<R: BufRead + Send + 'static>(
         stats.tokens = writer.stats.tokens;
         stats.tokens_sq = writer.stats.tokens_sq;
         stats.truncated = writer.stats.truncated;
+        stats.precut = writer.stats.precut;
         stats.padded32_tokens = writer.stats.padded32_tokens;
         stats.write_busy = writer.busy;
         stats.windows = sched.windows;
@@ -427,12 +455,15 @@ struct RawChunk {
     first_line: u64,
     data: Vec<u8>,
     ends: Vec<usize>,
+    /// (index in the chunk, full length) of lines over `--max-line-bytes`: `data` holds only
+    /// their first bytes.
+    oversized: Vec<(usize, u64)>,
 }
 
 fn read_chunks<R: BufRead>(
     mut input: LineReader<R>,
     tx: SyncSender<RawChunk>,
-    chunk_lines: usize,
+    (chunk_lines, chunk_bytes): (usize, usize),
     ctl: &Control,
     name: &str,
 ) {
@@ -441,17 +472,33 @@ fn read_chunks<R: BufRead>(
         let mut chunk = RawChunk {
             seq,
             first_line: 0,
-            data: Vec::with_capacity(chunk_lines * 128),
+            data: Vec::new(),
             ends: Vec::with_capacity(chunk_lines),
+            oversized: Vec::new(),
         };
-        while chunk.ends.len() < chunk_lines {
+        let mut full = false;
+        while chunk.ends.len() < chunk_lines && chunk.data.len() < chunk_bytes {
             match input.next_line() {
                 Ok(Some((line, raw))) => {
                     if chunk.ends.is_empty() {
                         chunk.first_line = line;
                     }
+                    if chunk.data.try_reserve(raw.len()).is_err() {
+                        ctl.fail(Error::io(
+                            name,
+                            std::io::Error::new(
+                                std::io::ErrorKind::OutOfMemory,
+                                format!("line {line}: cannot allocate {} bytes for it", raw.len()),
+                            ),
+                        ));
+                        return;
+                    }
                     chunk.data.extend_from_slice(raw);
+                    if let Some(len) = input.oversized() {
+                        chunk.oversized.push((chunk.ends.len(), len));
+                    }
                     chunk.ends.push(chunk.data.len());
+                    full = chunk.ends.len() == chunk_lines || chunk.data.len() >= chunk_bytes;
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -460,7 +507,7 @@ fn read_chunks<R: BufRead>(
                 }
             }
         }
-        let last = chunk.ends.len() < chunk_lines;
+        let last = !full;
         if !chunk.ends.is_empty() && tx.send(chunk).is_err() {
             return;
         }
@@ -477,6 +524,9 @@ enum Item {
         line: u64,
         ids: Vec<u32>,
         truncated: bool,
+        precut: bool,
+        /// Raw line and ids: what the record costs the window.
+        bytes: usize,
         rendered: Rendered,
     },
     Reject {
@@ -494,7 +544,7 @@ struct ParsedChunk {
 /// Returns the time spent working.
 fn tokenize_chunks(
     tokenizer: &PairTokenizer,
-    format: Format,
+    (format, max_line_bytes): (Format, usize),
     rx: &Mutex<Receiver<RawChunk>>,
     tx: SyncSender<ParsedChunk>,
     cache: &QueryCache,
@@ -511,20 +561,32 @@ fn tokenize_chunks(
         let t = Instant::now();
         let mut items = Vec::with_capacity(chunk.ends.len());
         let mut begin = 0;
+        let mut oversized = chunk.oversized.iter().peekable();
         for (i, &end) in chunk.ends.iter().enumerate() {
             let line = chunk.first_line + i as u64;
             let raw = &chunk.data[begin..end];
             begin = end;
+            if let Some(&(_, len)) = oversized.next_if(|(at, _)| *at == i) {
+                items.push(Item::Reject {
+                    line,
+                    reason: format!("line is {len} bytes, longer than --max-line-bytes {max_line_bytes}"),
+                    raw: raw.to_vec(),
+                });
+                continue;
+            }
             match parse_record(format, line, raw) {
                 Ok(record) => {
-                    let encoded = cache
-                        .ids(tokenizer, &record.query)
-                        .and_then(|q| Ok(tokenizer.assemble(&q, &tokenizer.encode_text(&record.document)?)));
+                    let encoded = cache.ids(tokenizer, &record.query).and_then(|q| {
+                        let d = tokenizer.encode_side(&record.document)?;
+                        Ok((tokenizer.assemble(&q.ids, &d.ids), q.precut || d.precut))
+                    });
                     match encoded {
-                        Ok(e) => items.push(Item::Pair {
+                        Ok((e, precut)) => items.push(Item::Pair {
                             line,
+                            bytes: raw.len() + 4 * e.ids.len(),
                             ids: e.ids,
                             truncated: e.truncated,
+                            precut,
                             rendered: Rendered::new(record.echo),
                         }),
                         Err(e) => {
@@ -560,8 +622,8 @@ struct QueryCache {
 
 #[derive(Default)]
 struct CacheShard {
-    current: HashMap<String, Arc<[u32]>>,
-    previous: HashMap<String, Arc<[u32]>>,
+    current: HashMap<String, Arc<Side>>,
+    previous: HashMap<String, Arc<Side>>,
 }
 
 impl QueryCache {
@@ -577,9 +639,13 @@ impl QueryCache {
         }
     }
 
-    fn ids(&self, tokenizer: &PairTokenizer, query: &str) -> Result<Arc<[u32]>> {
-        if self.shards.is_empty() {
-            return Ok(tokenizer.encode_text(query)?.into());
+    /// Queries longer than this are not cached: the cache's memory stays bounded by its
+    /// capacity, whatever the records hold.
+    const MAX_QUERY_BYTES: usize = 4096;
+
+    fn ids(&self, tokenizer: &PairTokenizer, query: &str) -> Result<Arc<Side>> {
+        if self.shards.is_empty() || query.len() > Self::MAX_QUERY_BYTES {
+            return Ok(tokenizer.encode_side(query)?.into());
         }
         let shard = &self.shards[shard_of(query)];
         {
@@ -595,7 +661,7 @@ impl QueryCache {
             }
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let ids: Arc<[u32]> = tokenizer.encode_text(query)?.into();
+        let ids: Arc<Side> = tokenizer.encode_side(query)?.into();
         let mut s = shard.lock().unwrap();
         if s.current.len() >= self.per_shard {
             s.previous = std::mem::take(&mut s.current);
@@ -620,6 +686,8 @@ enum WriterItem {
         rendered: Rendered,
         len: u32,
         truncated: bool,
+        precut: bool,
+        line: u64,
     },
     Reject {
         line: u64,
@@ -653,6 +721,8 @@ enum WriterMsg {
 
 #[derive(Default)]
 struct WindowBuild {
+    /// Raw bytes and ids of the records it holds.
+    bytes: usize,
     items: Vec<WriterItem>,
     ids: Vec<Vec<u32>>,
     slots: Vec<u32>,
@@ -723,6 +793,8 @@ impl Scheduler<'_> {
                             line,
                             ids,
                             truncated,
+                            precut,
+                            bytes,
                             rendered,
                         } => {
                             let w = &mut self.window;
@@ -732,11 +804,15 @@ impl Scheduler<'_> {
                                 rendered,
                                 len: ids.len() as u32,
                                 truncated,
+                                precut,
+                                line,
                             });
                             w.ids.push(ids);
+                            w.bytes += bytes;
                             self.admitted += 1;
                         }
                         Item::Reject { line, reason, raw } => {
+                            self.window.bytes += raw.len();
                             if self.options.on_error == OnError::Stop {
                                 self.ctl.defer(Error::input(&self.options.input_name, line, reason));
                                 // Everything before the bad line is scored and written.
@@ -747,7 +823,11 @@ impl Scheduler<'_> {
                         }
                     }
                     // The window's last line: send it now rather than when the next arrives.
-                    if index + 1 == self.window_end && !self.flush_window() {
+                    // A window over `window_bytes` also ends here; the next one runs to the
+                    // same line-range end, so windows stay a function of the input from any
+                    // line-range start (what `--resume` relies on).
+                    let last = index + 1 == self.window_end || self.window.bytes >= self.options.window_bytes;
+                    if last && !self.flush_window() {
                         return false;
                     }
                 }
@@ -952,9 +1032,29 @@ impl Writer<'_, '_> {
                         rendered,
                         len,
                         truncated,
+                        precut,
+                        line,
                     } => {
                         let (len, truncated) = (*len as u64, *truncated);
                         let s = &mut self.stats;
+                        if *precut {
+                            s.precut += 1;
+                            if self.options.note_precut && s.precut <= PRECUT_NOTES {
+                                eprintln!(
+                                    "crossrank: note: {} line {line}: a side has no word boundary within {} bytes; \
+                                     pre-cut there (ids may differ from Python tokenizers){}",
+                                    self.options.input_name,
+                                    crate::pretruncate::PreTruncation::bound_bytes(
+                                        self.engine.tokenizer().max_length()
+                                    ),
+                                    if s.precut == PRECUT_NOTES {
+                                        "; further pre-cut pairs are only counted"
+                                    } else {
+                                        ""
+                                    }
+                                );
+                            }
+                        }
                         s.pairs += 1;
                         s.tokens += len;
                         s.tokens_sq += len * len;

@@ -13,6 +13,8 @@ pub struct Totals {
     /// Real tokens (special tokens included, no padding).
     pub tokens: u64,
     pub truncated: u64,
+    /// Pairs with a side pre-cut at the tokenizer's work bound (ids may differ from Python).
+    pub precut: u64,
     /// Malformed input lines written to the rejects file (`--on-error skip`).
     pub rejected: u64,
 }
@@ -103,8 +105,13 @@ impl Progress {
         }
         let s = self.start.elapsed().as_secs_f64().max(1e-9);
         let t = self.totals;
+        let precut = if t.precut > 0 {
+            format!(", {} pre-cut (ids may differ from Python tokenizers)", t.precut)
+        } else {
+            String::new()
+        };
         eprintln!(
-            "crossrank: {what} {} pairs in {s:.2} s: {:.1} pairs/s, {:.0} tokens/s, {} truncated pairs{extra}",
+            "crossrank: {what} {} pairs in {s:.2} s: {:.1} pairs/s, {:.0} tokens/s, {} truncated pairs{precut}{extra}",
             t.pairs,
             t.pairs as f64 / s,
             t.tokens as f64 / s,

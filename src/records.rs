@@ -132,7 +132,14 @@ pub struct LineReader<R> {
     has_last: bool,
     /// Lines given back ([`LineReader::unread_lines`]), returned before reading more.
     replay: std::collections::VecDeque<Vec<u8>>,
+    /// Longer lines are not held in memory ([`LineReader::with_max_line_bytes`]).
+    max_line_bytes: usize,
+    /// Length of the line last returned when it was over `max_line_bytes`.
+    oversized: Option<u64>,
 }
+
+/// Bytes kept of a line over the `--max-line-bytes` limit (for the rejects file).
+pub const OVERSIZED_LINE_PREFIX: usize = 256;
 
 impl<R: BufRead> LineReader<R> {
     pub fn new(inner: R) -> Self {
@@ -142,22 +149,101 @@ impl<R: BufRead> LineReader<R> {
             buf: Vec::new(),
             has_last: false,
             replay: Default::default(),
+            max_line_bytes: usize::MAX,
+            oversized: None,
+        }
+    }
+
+    /// Lines longer than `max` bytes (line ending excluded) are returned as their first
+    /// [`OVERSIZED_LINE_PREFIX`] bytes, flagged by [`LineReader::oversized`]; the rest is
+    /// skipped without being held in memory.
+    pub fn with_max_line_bytes(mut self, max: usize) -> Self {
+        self.max_line_bytes = max;
+        self
+    }
+
+    pub fn max_line_bytes(&self) -> usize {
+        self.max_line_bytes
+    }
+
+    /// The full length of the line last returned, when it was over the limit.
+    pub fn oversized(&self) -> Option<u64> {
+        self.oversized
+    }
+
+    /// Reads one line into `buf` (line ending included), holding at most 2 bytes more than
+    /// `max_line_bytes` of it; returns the bytes consumed. Memory for the line is reserved with
+    /// `try_reserve`, so a line too big for the machine is an error, not an abort.
+    fn read_bounded_line(&mut self) -> io::Result<u64> {
+        let keep_limit = self.max_line_bytes.saturating_add(2);
+        let mut consumed = 0u64;
+        loop {
+            let available = match self.inner.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if available.is_empty() {
+                return Ok(consumed);
+            }
+            let (take, done) = match available.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (available.len(), false),
+            };
+            let room = keep_limit.saturating_sub(self.buf.len()).min(take);
+            if room > 0 {
+                self.buf.try_reserve(room).map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::OutOfMemory,
+                        format!(
+                            "line {}: cannot allocate {} bytes for it (lower --max-line-bytes)",
+                            self.line + 1,
+                            self.buf.len() + room
+                        ),
+                    )
+                })?;
+                self.buf.extend_from_slice(&available[..room]);
+            }
+            self.inner.consume(take);
+            consumed += take as u64;
+            if done {
+                return Ok(consumed);
+            }
         }
     }
 
     /// The next line, or `None` at end of input.
     pub fn next_line(&mut self) -> io::Result<Option<(u64, &[u8])>> {
         self.has_last = false;
+        if self.buf.capacity() > 1 << 20 {
+            // Do not keep a huge line's buffer for the rest of the run.
+            self.buf = Vec::new();
+        }
+        self.oversized = None;
         if let Some(line) = self.replay.pop_front() {
             // Replayed lines are stored without their line ending: never trim them again.
             self.buf = line;
         } else {
             self.buf.clear();
-            if self.inner.read_until(b'\n', &mut self.buf)? == 0 {
+            let consumed = self.read_bounded_line()?;
+            if consumed == 0 {
                 return Ok(None);
             }
-            let len = trim_line_ending(&self.buf).len();
-            self.buf.truncate(len);
+            // `buf` holds the whole line unless the line is over the limit.
+            let whole = consumed <= self.max_line_bytes.saturating_add(2) as u64;
+            let len = if whole {
+                trim_line_ending(&self.buf).len() as u64
+            } else {
+                consumed - 1
+            };
+            if len > self.max_line_bytes as u64 {
+                self.oversized = Some(len);
+                self.buf.truncate(OVERSIZED_LINE_PREFIX.min(self.buf.len()));
+                self.buf.shrink_to(OVERSIZED_LINE_PREFIX);
+            } else {
+                let len = trim_line_ending(&self.buf).len();
+                self.buf.truncate(len);
+            }
         }
         self.line += 1;
         self.has_last = true;

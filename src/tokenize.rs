@@ -14,6 +14,8 @@ use serde_json::Value;
 use tokenizers::{Encoding, Token, Tokenizer};
 
 use crate::error::{Error, Result};
+pub use crate::pretruncate::Side;
+use crate::pretruncate::{Cut, PreTruncation};
 
 /// One (query, document) pair after truncation and template.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,6 +106,8 @@ pub struct PairTokenizer {
     max_length: usize,
     /// Largest id the tokenizer can produce (checked against the embedding table).
     max_id: u32,
+    /// Exact pre-truncation of long sides, where the tokenizer's pipeline allows it.
+    pretruncation: std::result::Result<PreTruncation, String>,
 }
 
 /// `model_max_length` from tokenizer_config.json, if the file exists and holds a usable one.
@@ -135,12 +139,14 @@ impl PairTokenizer {
         inner.with_padding(None);
         let template = probe_template(&inner).map_err(|msg| Error::tokenizer(path, msg))?;
         let max_id = inner.get_vocab(true).values().copied().max().unwrap_or(0);
+        let pretruncation = PreTruncation::for_tokenizer(&inner);
         let tok = PairTokenizer {
             inner: Arc::new(inner),
             path: path.to_path_buf(),
             template,
             max_length: 0,
             max_id,
+            pretruncation,
         };
         tok.with_max_length(max_length)
     }
@@ -177,24 +183,94 @@ impl PairTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// Whether long sides are pre-truncated, or why not (they are then tokenized in full).
+    pub fn pretruncation(&self) -> std::result::Result<&PreTruncation, &str> {
+        self.pretruncation.as_ref().map_err(String::as_str)
+    }
+
+    /// Without pre-truncation: every side is tokenized in full (the reference the
+    /// pre-truncated ids are tested against).
+    pub fn without_pretruncation(mut self) -> Self {
+        self.pretruncation = Err("disabled".into());
+        self
+    }
+
     /// Ids of one side, without special tokens, as the Python `tokenizers` (>= 0.23) hands them
     /// to pair truncation: a side longer than `max_length` is already cut after the first
     /// pre-tokenizer split (word) that brings it to `max_length` tokens or more.
     pub fn encode_text(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self.encode_side(text)?.ids)
+    }
+
+    /// [`PairTokenizer::encode_text`], tokenizing only a prefix of a long side where that is
+    /// provably exact ([`crate::pretruncate`]); a side cut at the work bound is marked `precut`.
+    pub fn encode_side(&self, text: &str) -> Result<Side> {
+        let Ok(rule) = &self.pretruncation else {
+            return self.encode_full(text);
+        };
+        let mut tried = 0;
+        let mut last: Option<Vec<u32>> = None;
+        for attempt in 0.. {
+            let cut = match rule.plan(text, self.max_length, attempt, tried) {
+                Some(cut) => cut,
+                None => break,
+            };
+            match cut {
+                Cut::Full => return self.encode_full(text),
+                Cut::Bound(p) => {
+                    let encoding = self.encode_with_words(&text[..p])?;
+                    let keep = early_exit_len(encoding.get_word_ids(), self.max_length);
+                    return Ok(Side {
+                        ids: encoding.get_ids()[..keep].to_vec(),
+                        precut: true,
+                    });
+                }
+                Cut::Boundary(p) => {
+                    let encoding = self.encode_with_words(&text[..p])?;
+                    let keep = early_exit_len(encoding.get_word_ids(), self.max_length);
+                    // Exact when a later word follows the one the early exit stops at.
+                    if keep < encoding.len() {
+                        return Ok(Side {
+                            ids: encoding.get_ids()[..keep].to_vec(),
+                            precut: false,
+                        });
+                    }
+                    tried = p;
+                    last = Some(encoding.get_ids()[..keep].to_vec());
+                }
+            }
+        }
+        // Every cut within the bound fell short of max_length tokens: keep the longest one.
+        Ok(Side {
+            ids: last.unwrap_or_default(),
+            precut: true,
+        })
+    }
+
+    fn encode_with_words(&self, text: &str) -> Result<Encoding> {
+        self.inner
+            .encode(text, false)
+            .map_err(|e| Error::tokenizer(&self.path, e.to_string()))
+    }
+
+    fn encode_full(&self, text: &str) -> Result<Side> {
         let encoding = self
             .inner
             .encode_fast(text, false)
             .map_err(|e| Error::tokenizer(&self.path, e.to_string()))?;
         if encoding.len() <= self.max_length {
-            return Ok(encoding.get_ids().to_vec());
+            return Ok(Side {
+                ids: encoding.get_ids().to_vec(),
+                precut: false,
+            });
         }
         // Rare (only sides that get truncated): `encode_fast` leaves out the split indices.
-        let encoding = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| Error::tokenizer(&self.path, e.to_string()))?;
+        let encoding = self.encode_with_words(text)?;
         let keep = early_exit_len(encoding.get_word_ids(), self.max_length);
-        Ok(encoding.get_ids()[..keep].to_vec())
+        Ok(Side {
+            ids: encoding.get_ids()[..keep].to_vec(),
+            precut: false,
+        })
     }
 
     /// Truncates two encoded sides with `longest_first` and applies the template.
