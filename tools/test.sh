@@ -26,7 +26,7 @@ if [[ -z "$tokenizer" && -f ../shared/assets/xlmr-tokenizer.json ]]; then
 fi
 step "real XLM-R tokenizer vs Python tokenizers golden ids"
 if [[ -n "$tokenizer" && -f "$tokenizer" ]]; then
-  CROSSRANK_XLMR_TOKENIZER="$tokenizer" cargo test --locked --test tokenizer_golden -- --ignored
+  CROSSRANK_XLMR_TOKENIZER="$tokenizer" cargo test --locked --test tokenizer_golden --test long_doc_golden -- --ignored
 else
   echo "SKIPPED: set CROSSRANK_XLMR_TOKENIZER to the XLM-R tokenizer.json"
 fi
