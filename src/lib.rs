@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod hub;
 pub mod model;
+pub mod parquet_io;
 pub mod pipeline;
 pub mod progress;
 pub mod records;
