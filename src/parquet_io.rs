@@ -379,6 +379,7 @@ fn infer_schema(lines: &[u8]) -> io::Result<SchemaRef> {
 
 /// One TSV output line (`query<TAB>document<TAB>logit<TAB>score`) as a JSON object line.
 fn tsv_to_json(line: &[u8]) -> io::Result<Vec<u8>> {
+    let line = crate::records::trim_line_ending(line);
     let text = std::str::from_utf8(line).map_err(|_| invalid("TSV output line is not UTF-8"))?;
     let mut cols = text.rsplitn(3, '\t');
     let (score, logit, pair) = (cols.next(), cols.next(), cols.next());

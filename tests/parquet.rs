@@ -272,6 +272,7 @@ fn parquet_round_trip_keeps_every_row_and_column_and_scores_equal_the_jsonl_path
     for (i, (g, r)) in got.iter().zip(&reference).enumerate() {
         assert_eq!(g["document"], r["document"], "row {i}");
         assert_eq!(bits(&g["logit"]), bits(&r["logit"]), "row {i}");
+        assert_eq!(bits(&g["score"]), bits(&r["score"]), "row {i}");
     }
 
     // Rerunning into an existing output directory replaces it.
