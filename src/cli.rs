@@ -13,6 +13,7 @@ use crate::engine::{Device, Engine, EngineOptions, ModelFiles};
 use crate::error::{exit_code, Error, Result};
 use crate::hub::resolve_model;
 use crate::model::Precision;
+use crate::parquet_io::ScoreOutput;
 use crate::pipeline::{score_stream, OnError, PipelineOptions, Sinks};
 use crate::progress::Progress;
 use crate::records::{check_resume_windows, Format, LineReader};
@@ -26,7 +27,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Score (query, document) pairs from a JSONL or TSV file.
+    /// Score (query, document) pairs from a JSONL, TSV or Parquet file.
     Score(ScoreArgs),
     /// Rank documents (one per line) against one query, best first.
     Rank(RankArgs),
@@ -84,12 +85,19 @@ pub struct ScoreArgs {
     #[arg(long, short = 'i')]
     pub input: String,
     /// Output file, or `-` for stdout. A file is written under a temporary name and renamed
-    /// when complete.
+    /// when complete. A `.parquet` output is a directory of part files.
     #[arg(long, short = 'o', default_value = "-")]
     pub output: String,
-    /// jsonl or tsv [default: from the input extension; jsonl for stdin].
+    /// Input format: jsonl, tsv or parquet [default: from the input extension; jsonl for stdin].
     #[arg(long)]
     pub format: Option<String>,
+    /// Output format: parquet, or the input's line format [default: parquet for a `.parquet`
+    /// output, else the input's lines (JSONL for Parquet input)].
+    #[arg(long)]
+    pub output_format: Option<String>,
+    /// Parquet output: rows per part file; each part is closed (complete, readable) when full.
+    #[arg(long, default_value_t = crate::parquet_io::DEFAULT_PART_ROWS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub part_rows: usize,
     /// What a malformed input line does: `error` stops the run (exit 3) naming file and line;
     /// `skip` writes it to the rejects file and goes on (the output then has one line fewer
     /// per rejected line; each rejects line names its input line).
@@ -440,7 +448,13 @@ pub fn interrupt_flag() -> Result<Arc<AtomicBool>> {
 }
 
 fn score(args: ScoreArgs) -> Result<()> {
-    let format = resolve_format(args.format.as_deref(), &args.input)?;
+    let formats = crate::parquet_io::resolve_formats(
+        args.format.as_deref(),
+        args.output_format.as_deref(),
+        &args.input,
+        &args.output,
+    )?;
+    let format = formats.lines;
     let to_stdout = args.output == "-";
     if args.resume && to_stdout {
         return Err(Error::InvalidArgument("--resume needs --output FILE".into()));
@@ -461,14 +475,15 @@ fn score(args: ScoreArgs) -> Result<()> {
     let interrupt = interrupt_flag()?;
     let engine = load_engine(&args.run)?;
     let name = input_name(&args.input);
-    let mut reader = LineReader::new(open_input(&args.input)?).with_max_line_bytes(args.pipeline.max_line_bytes);
+    let (input, input_schema) = crate::parquet_io::open_input(&args.input, &formats)?;
+    let mut reader = LineReader::new(input).with_max_line_bytes(args.pipeline.max_line_bytes);
 
     // Outputs: fresh, or the checked prefix of an interrupted run's partial files.
     let output_target = PathBuf::from(&args.output);
     let mut resumed_lines = 0;
     let (mut output, mut rejects) = if to_stdout {
         (None, None)
-    } else if args.resume && temp_path_for(&output_target).is_file() {
+    } else if args.resume && ScoreOutput::has_partial(&output_target, &formats) {
         let out_partial = temp_path_for(&output_target);
         let rej_partial = rejects_target.as_deref().map(temp_path_for).filter(|p| p.is_file());
         let open = |p: &Path| {
@@ -480,7 +495,7 @@ fn score(args: ScoreArgs) -> Result<()> {
             format,
             &mut reader,
             &name,
-            open(&out_partial)?,
+            ScoreOutput::partial_lines(&output_target, &formats)?,
             &out_partial.display().to_string(),
             rej_partial.as_deref().map(open).transpose()?,
             &rej_partial
@@ -501,7 +516,7 @@ fn score(args: ScoreArgs) -> Result<()> {
                 point.rejects_lines
             );
         }
-        let output = PartialFile::reopen(&output_target, point.output_bytes)?;
+        let output = ScoreOutput::reopen(&output_target, &formats, input_schema.as_ref(), args.part_rows, &point)?;
         let rejects = match (&rejects_target, &rej_partial) {
             (Some(t), Some(_)) => Some(PartialFile::reopen(t, point.rejects_bytes)?),
             (Some(t), None) => Some(PartialFile::create(t)?),
@@ -509,7 +524,7 @@ fn score(args: ScoreArgs) -> Result<()> {
         };
         (Some(output), rejects)
     } else {
-        let output = PartialFile::create(&output_target)?;
+        let output = ScoreOutput::create(&output_target, &formats, input_schema.as_ref(), args.part_rows)?;
         let rejects = rejects_target.as_deref().map(PartialFile::create).transpose()?;
         (Some(output), rejects)
     };

@@ -21,6 +21,7 @@ pub mod eval;
 pub mod eval_cli;
 pub mod hub;
 pub mod model;
+pub mod parquet_io;
 pub mod pipeline;
 pub mod pretruncate;
 pub mod progress;
