@@ -24,7 +24,7 @@ use serde_json::{json, Map, Value};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::records::{Format, LineReader};
+use crate::records::{json_kind, Format, LineReader};
 
 /// One evaluation sample: a query, its relevant documents and its candidates.
 #[derive(Clone, Debug, PartialEq)]
@@ -783,7 +783,7 @@ fn parse_json_line(text: &str) -> std::result::Result<Parsed, String> {
     };
     let query = match obj.get("query") {
         Some(Value::String(s)) => s.clone(),
-        Some(other) => return Err(format!("field `query` must be a string, found {}", kind(other))),
+        Some(other) => return Err(format!("field `query` must be a string, found {}", json_kind(other))),
         None => return Err("missing field `query`".into()),
     };
     if obj.contains_key("positive") {
@@ -809,13 +809,13 @@ fn parse_json_line(text: &str) -> std::result::Result<Parsed, String> {
     if obj.contains_key("document") || obj.contains_key("label") {
         let document = match obj.get("document") {
             Some(Value::String(s)) => s.clone(),
-            Some(other) => return Err(format!("field `document` must be a string, found {}", kind(other))),
+            Some(other) => return Err(format!("field `document` must be a string, found {}", json_kind(other))),
             None => return Err("missing field `document`".into()),
         };
         let label = match obj.get("label") {
             Some(Value::Bool(b)) => *b,
             Some(Value::Number(n)) => binary_label(n.as_f64(), &n.to_string())?,
-            Some(other) => return Err(format!("field `label` must be 0 or 1, found {}", kind(other))),
+            Some(other) => return Err(format!("field `label` must be 0 or 1, found {}", json_kind(other))),
             None => return Err("missing field `label`".into()),
         };
         return Ok(Parsed::Pair(query, document, label));
@@ -854,7 +854,7 @@ fn string_list(value: &Value, field: &str) -> std::result::Result<Vec<String>, S
     let Value::Array(items) = value else {
         return Err(format!(
             "field `{field}` must be an array of strings, found {}",
-            kind(value)
+            json_kind(value)
         ));
     };
     items
@@ -864,21 +864,10 @@ fn string_list(value: &Value, field: &str) -> std::result::Result<Vec<String>, S
             Value::String(s) => Ok(s.clone()),
             other => Err(format!(
                 "field `{field}`: element {i} must be a string, found {}",
-                kind(other)
+                json_kind(other)
             )),
         })
         .collect()
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

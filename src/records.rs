@@ -111,7 +111,8 @@ pub fn parse_record(format: Format, line: u64, raw: &[u8]) -> Result<Record, Str
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
+/// How an error message names a JSON value's type ("a number", "null", ...).
+pub fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
