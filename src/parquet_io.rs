@@ -150,8 +150,29 @@ fn part_files(dir: &Path) -> Result<Vec<PathBuf>> {
             files.push(entry.path());
         }
     }
-    files.sort();
+    // Numbers in names compare by value (`part-100000` after `part-99999`), as zero-padded
+    // digit runs; names that differ otherwise keep their byte order.
+    files.sort_by_cached_key(|p| natural_key(&p.file_name().unwrap_or_default().to_string_lossy()));
     Ok(files)
+}
+
+fn natural_key(name: &str) -> String {
+    let mut key = String::with_capacity(name.len() + 20);
+    let mut digits = String::new();
+    for c in name.chars().chain(std::iter::once('\0')) {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        if !digits.is_empty() {
+            key.push_str(&format!("{digits:0>20}"));
+            digits.clear();
+        }
+        if c != '\0' {
+            key.push(c);
+        }
+    }
+    key
 }
 
 fn open_reader(path: &Path) -> Result<(SchemaRef, u64, ParquetRecordBatchReader)> {
@@ -326,8 +347,11 @@ pub fn scored_schema(input: &Schema) -> SchemaRef {
     let mut fields: Vec<Field> = input
         .fields()
         .iter()
-        .map(|f| match f.name().as_str() {
-            "logit" | "score" => score_field(f.name()),
+        .map(|f| match (f.name().as_str(), f.data_type()) {
+            ("logit" | "score", _) => score_field(f.name()),
+            // Rows travel as JSON, which holds a dictionary column's values; arrow-json cannot
+            // decode into a dictionary type, so the output column is of the value type.
+            (_, DataType::Dictionary(_, values)) => f.as_ref().clone().with_data_type(values.as_ref().clone()),
             _ => f.as_ref().clone(),
         })
         .collect();
@@ -440,6 +464,10 @@ pub struct PartsWriter {
     rows_in_part: usize,
     rows_in_batch: usize,
     props: WriterProperties,
+    /// Top-level integer columns of the schema, checked on every JSONL row (set once the
+    /// schema is known): arrow-json would cast a later `0.5` into an inferred Int64 column
+    /// to 0 without an error.
+    integer_fields: Option<Vec<String>>,
 }
 
 impl PartsWriter {
@@ -483,6 +511,7 @@ impl PartsWriter {
             rows_in_part: 0,
             rows_in_batch: 0,
             props,
+            integer_fields: None,
         }
     }
 
@@ -543,6 +572,9 @@ impl PartsWriter {
         if self.part.is_none() {
             self.open_part()?;
         }
+        if self.lines == Format::Jsonl {
+            self.check_integer_fields(json)?;
+        }
         let decoder = self
             .decoder
             .as_mut()
@@ -560,6 +592,37 @@ impl PartsWriter {
         }
         if self.rows_in_part >= self.part_rows {
             self.close_part()?;
+        }
+        Ok(())
+    }
+
+    /// A value of an integer column that is not an integer is an error, not a silent cast.
+    fn check_integer_fields(&mut self, json: &[u8]) -> io::Result<()> {
+        let schema = self
+            .schema
+            .as_ref()
+            .expect("the schema is known before rows are decoded");
+        let fields = self.integer_fields.get_or_insert_with(|| {
+            schema
+                .fields()
+                .iter()
+                .filter(|f| f.data_type().is_integer())
+                .map(|f| f.name().clone())
+                .collect()
+        });
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let row: Value = serde_json::from_slice(json).map_err(|e| invalid(format!("output line is not JSON: {e}")))?;
+        for name in fields.iter() {
+            if let Some(Value::Number(n)) = row.get(name) {
+                if !(n.is_i64() || n.is_u64()) {
+                    return Err(invalid(format!(
+                        "output row does not fit the Parquet schema: column `{name}` holds integers \
+                         (inferred from the first rows) but this row has {n}"
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -963,5 +1026,48 @@ mod tests {
         assert_eq!(names, ["z", "query", "logit", "a"]);
         assert_eq!(s.field(0).data_type(), &DataType::Int64);
         assert_eq!(s.field(2).data_type(), &DataType::Float32);
+    }
+
+    #[test]
+    fn part_names_sort_by_their_numbers() {
+        let names = [
+            "part-100000.parquet",
+            "part-99999.parquet",
+            "part-00002.parquet",
+            "part-10001.parquet",
+        ];
+        let mut sorted = names.to_vec();
+        sorted.sort_by_cached_key(|n| natural_key(n));
+        assert_eq!(
+            sorted,
+            [
+                "part-00002.parquet",
+                "part-10001.parquet",
+                "part-99999.parquet",
+                "part-100000.parquet"
+            ]
+        );
+        assert!(natural_key("a.parquet") < natural_key("b.parquet"));
+    }
+
+    #[test]
+    fn dictionary_columns_are_written_as_their_values() {
+        let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let s = scored_schema(&Schema::new(vec![Field::new("country", dict, true)]));
+        assert_eq!(s.field(0).data_type(), &DataType::Utf8);
+    }
+
+    #[test]
+    fn a_fraction_in_an_integer_column_is_an_error_not_a_cast() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.parquet");
+        let mut w = PartsWriter::create(&target, Format::Jsonl, None, 1).unwrap();
+        // One row per part: the schema is inferred from the first row (`label` integer).
+        w.write_all(b"{\"label\":1,\"logit\":0.5,\"score\":0.6}\n{\"label\":2,\"logit\":0.5,\"score\":0.6}\n")
+            .unwrap();
+        let err = w
+            .write_all(b"{\"label\":0.5,\"logit\":0.5,\"score\":0.6}\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("column `label` holds integers"), "{err}");
     }
 }
