@@ -131,8 +131,9 @@ pub struct LineReader<R> {
     /// `buf` holds the line last returned (without its line ending); false when the last call
     /// returned no line, so [`LineReader::unread`] has nothing to give back.
     has_last: bool,
-    /// Lines given back ([`LineReader::unread_lines`]), returned before reading more.
-    replay: std::collections::VecDeque<Vec<u8>>,
+    /// Lines given back ([`LineReader::unread_lines`]), returned before reading more, each
+    /// with its [`LineReader::oversized`] flag.
+    replay: std::collections::VecDeque<(Vec<u8>, Option<u64>)>,
     /// Longer lines are not held in memory ([`LineReader::with_max_line_bytes`]).
     max_line_bytes: usize,
     /// Length of the line last returned when it was over `max_line_bytes`.
@@ -221,9 +222,10 @@ impl<R: BufRead> LineReader<R> {
             self.buf = Vec::new();
         }
         self.oversized = None;
-        if let Some(line) = self.replay.pop_front() {
+        if let Some((line, oversized)) = self.replay.pop_front() {
             // Replayed lines are stored without their line ending: never trim them again.
             self.buf = line;
+            self.oversized = oversized;
         } else {
             self.buf.clear();
             let consumed = self.read_bounded_line()?;
@@ -251,9 +253,10 @@ impl<R: BufRead> LineReader<R> {
         Ok(Some((self.line, &self.buf)))
     }
 
-    /// Gives back the last `lines.len()` lines read (in order, without line endings): they
-    /// are returned again, with the same numbers, before anything new is read.
-    pub fn unread_lines(&mut self, lines: Vec<Vec<u8>>) {
+    /// Gives back the last `lines.len()` lines read (in order, without line endings, each
+    /// with the [`LineReader::oversized`] flag it was read with): they are returned again,
+    /// with the same numbers and flags, before anything new is read.
+    pub fn unread_lines(&mut self, lines: Vec<(Vec<u8>, Option<u64>)>) {
         assert!(lines.len() as u64 <= self.line, "unread more lines than were read");
         self.line -= lines.len() as u64;
         for line in lines.into_iter().rev() {
@@ -265,7 +268,8 @@ impl<R: BufRead> LineReader<R> {
     pub fn unread(&mut self) {
         if std::mem::take(&mut self.has_last) {
             let line = std::mem::take(&mut self.buf);
-            self.unread_lines(vec![line]);
+            let oversized = self.oversized;
+            self.unread_lines(vec![(line, oversized)]);
         }
     }
 
@@ -432,7 +436,7 @@ pub fn check_resume_windows<R: BufRead>(
     let mut point = ResumePoint::default();
     let mut checkpoint = ResumePoint::default();
     // Input lines read since `checkpoint`, given back to the reader at the end.
-    let mut since: Vec<Vec<u8>> = Vec::new();
+    let mut since: Vec<(Vec<u8>, Option<u64>)> = Vec::new();
     let mut out_next: Option<Vec<u8>> = None;
     let mut rej_next: Option<Vec<u8>> = None;
     let mut out_done = false;
@@ -475,8 +479,16 @@ pub fn check_resume_windows<R: BufRead>(
                 format!("partial output goes on past the end of the input {input_name}: not a run of this input (delete it to start over)"),
             ));
         };
-        since.push(raw.to_vec());
-        match parse_record(format, line, raw) {
+        let raw = raw.to_vec();
+        let oversized = reader.oversized();
+        // A line over --max-line-bytes was rejected by the run (its prefix may still parse).
+        let parsed = match oversized {
+            Some(_) => Err(String::new()),
+            None => parse_record(format, line, &raw),
+        };
+        since.push((raw, oversized));
+        let raw = &since.last().expect("just pushed").0;
+        match parsed {
             Ok(record) => {
                 let Some(o) = out_next.take() else {
                     break;

@@ -132,3 +132,54 @@ fn windows_cut_by_bytes_give_the_same_output() {
         assert!((x - y).abs() <= 1e-5 + 1e-5 * x.abs(), "{a} vs {b}");
     }
 }
+
+/// `--resume` replays the lines of the window it restarts in: a line over `--max-line-bytes`
+/// must come back flagged and be rejected again, not scored from its kept prefix (a TSV prefix
+/// `q<TAB>x x x ...` parses as a pair).
+#[test]
+fn resume_rejects_a_replayed_oversized_line_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.tsv");
+    let long = format!("q\t{}", "x ".repeat(600));
+    std::fs::write(&input, format!("Univ. of Tokyo\tUniversity of Tokyo\n{long}\na\tb\n")).unwrap();
+    let score = |output: &str, resume: bool| {
+        let mut c = crossrank();
+        c.args([
+            "score",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--on-error",
+            "skip",
+            "--max-line-bytes",
+            "1000",
+        ])
+        .arg("--model")
+        .arg(fixture_dir())
+        .arg("-i")
+        .arg(&input)
+        .arg("-o")
+        .arg(dir.path().join(output));
+        if resume {
+            c.arg("--resume");
+        }
+        run(&mut c)
+    };
+    let out = score("want.tsv", false);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let want = std::fs::read_to_string(dir.path().join("want.tsv")).unwrap();
+    let want_rejects = std::fs::read_to_string(dir.path().join("want.tsv.rejects.jsonl")).unwrap();
+    assert_eq!((want.lines().count(), want_rejects.lines().count()), (2, 1));
+
+    // An interrupted run: the first scored line and the reject of line 2 were written.
+    let first = want.lines().next().unwrap();
+    std::fs::write(dir.path().join("out.tsv.partial"), format!("{first}\n")).unwrap();
+    std::fs::write(dir.path().join("out.tsv.rejects.jsonl.partial"), &want_rejects).unwrap();
+    let out = score("out.tsv", true);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(dir.path().join("out.tsv")).unwrap(), want);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.tsv.rejects.jsonl")).unwrap(),
+        want_rejects
+    );
+}

@@ -277,7 +277,7 @@ fn check_records_as(format: Format, data: &[u8]) {
         }
         if line % 5 == 0 {
             let k = recent.len() as u64;
-            reader.unread_lines(recent.clone());
+            reader.unread_lines(recent.iter().map(|l| (l.clone(), None)).collect());
             assert_eq!(reader.lines_read(), line - k);
             for (i, want) in recent.iter().enumerate() {
                 let again = reader.next_line().unwrap().expect("unread lines are replayed");
