@@ -147,6 +147,7 @@ impl PyEngine {
             max_length,
             batch_tokens,
             threads,
+            ..EngineOptions::default()
         };
         let spec = model.to_string();
         let engine = py
