@@ -83,7 +83,7 @@ check() {
     files=$(find "$out" -type f | wc -l)
     (( files >= 1 && files <= 4 )) || fail "$script left $files files in \$OUT (at most 4)"
     for step in "$@"; do
-        row=$(grep -E "^$step +" "$summary" | head -n 1) || fail "$script: no summary row for step $step"
+        row=$(grep -m 1 -E "^$step +" "$summary") || fail "$script: no summary row for step $step"
         status=$(awk '{print $2}' <<<"$row")
         case $step:$status in
             memcheck:SKIP | racecheck:SKIP | synccheck:SKIP) [[ $row == *"sanitizer unavailable"* ]] || fail "$script: $row" ;;

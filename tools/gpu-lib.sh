@@ -212,7 +212,12 @@ gpu_slug() {
 #   $OUT/<script>-logs.tar.gz   every log and JSON of the run ($WORK/logs)
 finish() {
     local name=$SCRIPT_NAME rc=0 day slug commit
-    if printf '%s\n' "${SUMMARY[@]}" | grep -qE '^[a-z0-9_]+ +(FAIL|TIMEOUT) '; then rc=1; fi
+    # A loop, not `printf | grep -q`: under pipefail, grep -q exiting at the first match can
+    # SIGPIPE the printf and turn a found FAIL into a false "no FAIL" (it did, on CI).
+    local row
+    for row in "${SUMMARY[@]}"; do
+        [[ $row =~ ^[a-z0-9_]+\ +(FAIL|TIMEOUT)\  ]] && rc=1
+    done
     (( ${#SUMMARY[@]} )) || rc=1
     day=$(date -u +%F)
     slug=$(gpu_slug)

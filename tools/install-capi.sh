@@ -31,7 +31,7 @@ prefix=${1%/}
 
 cargo build --lib "${cargo_flags[@]}"
 lib_dir=${CARGO_TARGET_DIR:-target}/$profile
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+version=$(sed -n 's/^version = "\(.*\)"/\1/p;T;q' Cargo.toml)
 # `rustc --print native-static-libs` for x86_64/aarch64-unknown-linux-gnu.
 static_libs="-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc"
 

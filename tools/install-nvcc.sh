@@ -41,7 +41,8 @@ nvcc_ok() {
   [[ -x "$DEST/bin/nvcc" ]] || return 1
   [[ -f "$STAMP" ]] || return 1
   [[ "$(cat "$STAMP")" == "$WANT_STAMP" ]] || return 1
-  "$DEST/bin/nvcc" --version 2>/dev/null | grep -q "$EXPECTED_NVCC_RELEASE"
+  # grep reads a captured string: `nvcc | grep -q` can die of SIGPIPE under pipefail.
+  grep -q "$EXPECTED_NVCC_RELEASE" <<<"$("$DEST/bin/nvcc" --version 2>/dev/null)"
 }
 
 if [[ $force -eq 0 ]] && nvcc_ok; then
@@ -99,7 +100,7 @@ fi
 chmod +x "$TK"/bin/* "$TK"/nvvm/bin/* 2>/dev/null || true
 printf '%s' "$WANT_STAMP" > "$TK/.crossrank-nvcc-stamp"
 
-if ! "$TK/bin/nvcc" --version | grep -q "$EXPECTED_NVCC_RELEASE"; then
+if ! grep -q "$EXPECTED_NVCC_RELEASE" <<<"$("$TK/bin/nvcc" --version 2>&1)"; then
   echo "install-nvcc: error: staged nvcc does not report $EXPECTED_NVCC_RELEASE:" >&2
   "$TK/bin/nvcc" --version >&2 || true
   exit 1

@@ -135,7 +135,7 @@ wheel_files=()
 for spec in "${WHEELS[@]}"; do
     name=${spec%%==*}
     version=${spec##*==}
-    found=$(find "$WHEEL_CACHE" -maxdepth 1 -name "${name//-/_}-${version}-*.whl" | head -n 1)
+    found=$(find "$WHEEL_CACHE" -maxdepth 1 -name "${name//-/_}-${version}-*.whl" -print -quit)
     if [[ -z $found ]]; then
         step "pip download $spec"
         if [[ $name == regex ]]; then
@@ -145,7 +145,7 @@ for spec in "${WHEELS[@]}"; do
         else
             python3 -m pip download -q --no-deps --only-binary=:all: -d "$WHEEL_CACHE" "$spec" || true
         fi
-        found=$(find "$WHEEL_CACHE" -maxdepth 1 -name "${name//-/_}-${version}-*.whl" | head -n 1)
+        found=$(find "$WHEEL_CACHE" -maxdepth 1 -name "${name//-/_}-${version}-*.whl" -print -quit)
     fi
     if [[ -n $found ]]; then
         wheel_files+=("$found")
