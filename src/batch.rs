@@ -8,6 +8,9 @@ pub struct PackedBatch {
     pub token_ids: Vec<u32>,
     /// Position of each token inside its own sequence (0-based, restarts per sequence).
     pub positions: Vec<u32>,
+    /// Segment (token type) id of each token, one per token: 0 for the first text of a pair
+    /// and 1 for the second in families that embed segments (BERT); all 0 otherwise.
+    pub token_type_ids: Vec<u32>,
     /// `cu_seqlens[s]..cu_seqlens[s + 1]` are the tokens of sequence `s`; starts with 0.
     pub cu_seqlens: Vec<u32>,
     pub max_seqlen: usize,
@@ -30,7 +33,19 @@ impl PackedBatch {
         batch
     }
 
+    /// Appends a sequence whose tokens are all segment 0.
     pub fn push(&mut self, ids: &[u32]) {
+        self.push_typed(ids, &[]);
+    }
+
+    /// Appends a sequence with its segment ids (`type_ids` empty: all 0, else one per token).
+    pub fn push_typed(&mut self, ids: &[u32], type_ids: &[u32]) {
+        debug_assert!(type_ids.is_empty() || type_ids.len() == ids.len());
+        if type_ids.is_empty() {
+            self.token_type_ids.resize(self.token_type_ids.len() + ids.len(), 0);
+        } else {
+            self.token_type_ids.extend_from_slice(type_ids);
+        }
         self.token_ids.extend_from_slice(ids);
         self.positions.extend(0..ids.len() as u32);
         self.cu_seqlens.push(self.token_ids.len() as u32);
@@ -40,6 +55,7 @@ impl PackedBatch {
     pub fn clear(&mut self) {
         self.token_ids.clear();
         self.positions.clear();
+        self.token_type_ids.clear();
         self.cu_seqlens.clear();
         self.cu_seqlens.push(0);
         self.max_seqlen = 0;
@@ -93,6 +109,7 @@ mod tests {
         let b = PackedBatch::from_sequences([&[5u32, 6, 7][..], &[8][..], &[9, 10][..]]);
         assert_eq!(b.cu_seqlens, vec![0, 3, 4, 6]);
         assert_eq!(b.positions, vec![0, 1, 2, 0, 0, 1]);
+        assert_eq!(b.token_type_ids, vec![0; 6]);
         assert_eq!(b.max_seqlen, 3);
         assert_eq!(b.num_seqs(), 3);
         assert_eq!(b.seq_range(2), 4..6);

@@ -294,7 +294,7 @@ impl Engine {
         for group in plan_batches(&lengths, self.batch_tokens, usize::MAX) {
             batch.clear();
             for &i in &group {
-                batch.push(&pairs[i].ids);
+                batch.push_typed(&pairs[i].ids, &pairs[i].type_ids);
             }
             let out = self.forward_split_on_oom(&batch, &|s| format!("pair {}", group[s]))?;
             for (&i, logit) in group.iter().zip(out) {

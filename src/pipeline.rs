@@ -523,6 +523,8 @@ enum Item {
     Pair {
         line: u64,
         ids: Vec<u32>,
+        /// Segment ids (empty: all 0), as [`crate::tokenize::EncodedPair::type_ids`].
+        type_ids: Vec<u32>,
         truncated: bool,
         precut: bool,
         /// Raw line and ids: what the record costs the window.
@@ -583,8 +585,9 @@ fn tokenize_chunks(
                     match encoded {
                         Ok((e, precut)) => items.push(Item::Pair {
                             line,
-                            bytes: raw.len() + 4 * e.ids.len(),
+                            bytes: raw.len() + 4 * (e.ids.len() + e.type_ids.len()),
                             ids: e.ids,
+                            type_ids: e.type_ids,
                             truncated: e.truncated,
                             precut,
                             rendered: Rendered::new(record.echo),
@@ -725,6 +728,7 @@ struct WindowBuild {
     bytes: usize,
     items: Vec<WriterItem>,
     ids: Vec<Vec<u32>>,
+    type_ids: Vec<Vec<u32>>,
     slots: Vec<u32>,
     lines: Vec<u64>,
 }
@@ -792,6 +796,7 @@ impl Scheduler<'_> {
                         Item::Pair {
                             line,
                             ids,
+                            type_ids,
                             truncated,
                             precut,
                             bytes,
@@ -808,6 +813,7 @@ impl Scheduler<'_> {
                                 line,
                             });
                             w.ids.push(ids);
+                            w.type_ids.push(type_ids);
                             w.bytes += bytes;
                             self.admitted += 1;
                         }
@@ -883,10 +889,17 @@ impl Scheduler<'_> {
                 window: id,
                 slots: group.iter().map(|&i| w.slots[i]).collect(),
                 lines: group.iter().map(|&i| w.lines[i]).collect(),
-                packed: PackedBatch::from_sequences(group.iter().map(|&i| w.ids[i].as_slice())),
+                packed: {
+                    let mut packed = PackedBatch::new();
+                    for &i in group {
+                        packed.push_typed(&w.ids[i], &w.type_ids[i]);
+                    }
+                    packed
+                },
             })
             .collect();
         drop(w.ids);
+        drop(w.type_ids);
         self.stats.pack_busy += t.elapsed();
         if !batches.is_empty() && !self.take_credit() {
             return false;

@@ -21,6 +21,9 @@ use crate::pretruncate::{Cut, PreTruncation};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EncodedPair {
     pub ids: Vec<u32>,
+    /// Segment ids from the pair template, one per id; empty when every id is segment 0
+    /// (templates without segments, e.g. XLM-R's), so most families pay nothing for them.
+    pub type_ids: Vec<u32>,
     /// At least one side was cut to fit `max_length`.
     pub truncated: bool,
 }
@@ -286,6 +289,7 @@ impl PairTokenizer {
         ids.extend_from_slice(&t.suffix);
         EncodedPair {
             ids,
+            type_ids: Vec::new(),
             truncated: na < query.len() || nb < document.len(),
         }
     }

@@ -95,6 +95,7 @@ fn logit_is_the_same_alone_and_in_a_mixed_batch() {
         .iter()
         .map(|c| EncodedPair {
             ids: c.input_ids.clone(),
+            type_ids: Vec::new(),
             truncated: false,
         })
         .collect();
@@ -130,6 +131,7 @@ fn fixture_logits(dir: &Path) -> Vec<f32> {
         .iter()
         .map(|c| EncodedPair {
             ids: c.input_ids.clone(),
+            type_ids: Vec::new(),
             truncated: false,
         })
         .collect();
