@@ -9,6 +9,7 @@
 //! "spec §N" in comments refers to the model spec kept in the repository,
 //! `docs/gte-architecture.md`.
 
+pub mod arch;
 pub mod batch;
 pub mod bench;
 pub mod capi;

@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::model::Backend;
-use crate::weights::GteTensors;
+use crate::weights::ModelTensors;
 
 pub mod blas;
 pub mod gemm;
@@ -52,7 +52,7 @@ pub use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DevicePtr, DevicePtrM
 /// Loads the model onto CUDA device `index`. Any reason the GPU cannot be used (no driver, no
 /// cuBLAS, no device, a model shape the kernels do not support, out of memory) is an
 /// [`crate::Error::Device`], which `Device::Auto` turns into a CPU fallback.
-pub fn load_backend(tensors: Arc<GteTensors>, index: usize, batch_tokens: Option<usize>) -> Result<Box<dyn Backend>> {
+pub fn load_backend(tensors: Arc<ModelTensors>, index: usize, batch_tokens: Option<usize>) -> Result<Box<dyn Backend>> {
     let options = GpuOptions {
         batch_tokens,
         attention: AttentionChoice::from_env()?,

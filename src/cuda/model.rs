@@ -36,7 +36,7 @@ use crate::cuda::runtime::{self, DeviceResultExt, Gpu};
 use crate::cuda::tune::{self, GemmKind, GemmTuner};
 use crate::error::{Error, Result};
 use crate::model::{Backend, ProfileReport};
-use crate::weights::{GteTensors, LayerParam, LogicalTensor, Param};
+use crate::weights::{LayerParam, LogicalTensor, ModelTensors, Param};
 
 /// Tokens per forward batch unless the caller says otherwise: large enough that the GEMMs run
 /// near peak (M = 16384 rows), small enough that activations stay under 0.5 GB.
@@ -287,7 +287,7 @@ struct Weights {
 /// Uploads tensors through one reusable staging buffer.
 struct Uploader<'a> {
     gpu: &'a Gpu,
-    tensors: &'a GteTensors,
+    tensors: &'a ModelTensors,
     staging: Vec<f16>,
     bytes: usize,
 }
@@ -328,7 +328,7 @@ impl Uploader<'_> {
 }
 
 impl Weights {
-    fn upload(gpu: &Gpu, tensors: &GteTensors) -> Result<(Weights, usize)> {
+    fn upload(gpu: &Gpu, tensors: &ModelTensors) -> Result<(Weights, usize)> {
         let cfg = &tensors.config;
         let mut up = Uploader {
             gpu,
@@ -473,7 +473,7 @@ impl GpuModel {
     /// Opens device `index` and uploads the model.
     /// Every failure is an [`Error::Device`] (out of memory included: see
     /// [`runtime::load_error`]), so `Device::Auto` can fall back to the CPU.
-    pub fn load(tensors: Arc<GteTensors>, index: usize, options: &GpuOptions) -> Result<Self> {
+    pub fn load(tensors: Arc<ModelTensors>, index: usize, options: &GpuOptions) -> Result<Self> {
         // Shape support first: an unsupported model must not cost a context and an upload.
         check_model_shape(&tensors.config)?;
         options.attention.resolve(tensors.config.head_dim)?;
@@ -482,11 +482,11 @@ impl GpuModel {
     }
 
     /// Uploads the model onto an already opened device.
-    pub fn load_on(gpu: Arc<Gpu>, tensors: &GteTensors, options: &GpuOptions) -> Result<Self> {
+    pub fn load_on(gpu: Arc<Gpu>, tensors: &ModelTensors, options: &GpuOptions) -> Result<Self> {
         Self::upload(gpu, tensors, options).map_err(runtime::load_error)
     }
 
-    fn upload(gpu: Arc<Gpu>, tensors: &GteTensors, options: &GpuOptions) -> Result<Self> {
+    fn upload(gpu: Arc<Gpu>, tensors: &ModelTensors, options: &GpuOptions) -> Result<Self> {
         let cfg = tensors.config.clone();
         check_model_shape(&cfg)?;
         tensors.validate()?;
