@@ -645,6 +645,7 @@ fn info(args: InfoArgs) -> Result<()> {
         "model_dir": dir.display().to_string(),
         "model_type": c.model_type,
         "family": c.family.name(),
+        "segment_ids": c.family.uses_segment_ids(c),
         "vocab_size": c.vocab_size,
         "hidden_size": c.hidden_size,
         "num_hidden_layers": c.num_layers,

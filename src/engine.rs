@@ -377,10 +377,14 @@ pub fn sort_ranked(ranked: &mut [Ranked]) {
 fn make_backend(tensors: &Arc<ModelTensors>, options: &EngineOptions) -> Result<(Box<dyn Backend>, Option<String>)> {
     let family = tensors.config.family;
     let cpu = || family.load_cpu(tensors.clone(), options.precision, options.threads);
+    let cuda = |index: usize| {
+        let gpu_options = crate::cuda::options_from_env(options.batch_tokens)?;
+        family.load_cuda(tensors.clone(), index, &gpu_options)
+    };
     match options.device {
         Device::Cpu => Ok((cpu()?, None)),
-        Device::Cuda(index) => Ok((family.load_cuda(tensors.clone(), index, options.batch_tokens)?, None)),
-        Device::Auto => match family.load_cuda(tensors.clone(), 0, options.batch_tokens) {
+        Device::Cuda(index) => Ok((cuda(index)?, None)),
+        Device::Auto => match cuda(0) {
             Ok(backend) => Ok((backend, None)),
             Err(Error::Device(why)) => Ok((cpu()?, Some(format!("CUDA not used ({why}); running on the CPU")))),
             Err(other) => Err(other),

@@ -18,7 +18,9 @@ use crate::bench::FlopModel;
 use crate::config::{ConfigParser, ModelConfig};
 use crate::error::{Error, Result};
 use crate::model::cpu::{gather_first_rows, ops, word_row};
-use crate::model::cpu_fp16::{ops16, round_f16, AttentionModel, SumOrder, FLASH_KEY_TILE, FP32_KEY_CHUNK};
+use crate::model::cpu_fp16::{
+    ops16, round_f16, AttentionModel, Fp16Options, Mutation, SumOrder, FLASH_KEY_TILE, FP32_KEY_CHUNK,
+};
 use crate::model::{Backend, Precision};
 use crate::weights::{Checkpoint, LayerParam, ModelTensors, NameScheme, Param};
 
@@ -258,7 +260,9 @@ pub struct AbsEncoderModel {
     positions: PositionRule,
     segments: bool,
     precision: Precision,
+    /// The twin's attention model and summation order (unused by the f32 reference).
     attention: AttentionModel,
+    order: SumOrder,
     /// Position and segment tables, `[rows, hidden]` (fp16-valued in the twin).
     position_table: Vec<f32>,
     type_table: Vec<f32>,
@@ -274,15 +278,34 @@ pub struct AbsEncoderModel {
 }
 
 impl AbsEncoderModel {
-    /// `positions`: the family's position rule; `segments`: whether segment ids are read
-    /// (else every token takes segment row 0). `threads` = 0 uses every core.
-    pub fn new(
+    /// The f32 reference. `positions`: the family's position rule. Segment ids are read
+    /// where the family says so ([`crate::arch::ModelFamily::uses_segment_ids`]), else every
+    /// token takes segment row 0. `threads` = 0 uses every core.
+    pub fn f32(tensors: Arc<ModelTensors>, positions: PositionRule, threads: usize) -> Result<Self> {
+        let options = Fp16Options::like_gpu(&tensors.config, threads);
+        Self::new(tensors, positions, Precision::F32, options)
+    }
+
+    /// The fp16 twin of the CUDA forward. The deliberate-bug [`Mutation`]s are hooks of the
+    /// gte twin's tests and are refused here.
+    pub fn fp16_twin(tensors: Arc<ModelTensors>, positions: PositionRule, options: Fp16Options) -> Result<Self> {
+        if options.mutation != Mutation::None {
+            return Err(Error::InvalidArgument(format!(
+                "mutation {:?} is not implemented for the {} family",
+                options.mutation,
+                tensors.config.family.name()
+            )));
+        }
+        Self::new(tensors, positions, Precision::Fp16, options)
+    }
+
+    fn new(
         tensors: Arc<ModelTensors>,
         positions: PositionRule,
-        segments: bool,
         precision: Precision,
-        threads: usize,
+        options: Fp16Options,
     ) -> Result<Self> {
+        let threads = options.threads;
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -323,9 +346,10 @@ impl AbsEncoderModel {
             .map_err(|e| Error::Internal(format!("cannot start CPU threads: {e}")))?;
         Ok(AbsEncoderModel {
             positions,
-            segments,
+            segments: cfg.family.uses_segment_ids(&cfg),
             precision,
-            attention: AttentionModel::like_gpu(crate::cuda::AttentionChoice::Auto, cfg.head_dim),
+            attention: options.attention,
+            order: options.sum_order,
             position_table: matrix(Param::PositionEmbeddings)?,
             type_table: matrix(Param::TypeEmbeddings)?,
             emb_norm_w: f32_of(Param::EmbeddingNormWeight)?,
@@ -359,7 +383,7 @@ impl AbsEncoderModel {
     fn linear(&self, x: &[f32], w: &[f32], in_features: usize, out: &mut [f32]) {
         match self.precision {
             Precision::F32 => ops::matmul_wt(x, w, in_features, out, self.threads),
-            Precision::Fp16 => ops16::linear(x, w, in_features, out, self.threads, SumOrder::Default),
+            Precision::Fp16 => ops16::linear(x, w, in_features, out, self.threads, self.order),
         }
     }
 
@@ -367,9 +391,7 @@ impl AbsEncoderModel {
         let eps = self.config().layer_norm_eps;
         match self.precision {
             Precision::F32 => ops::bias_residual_layernorm(x, y, bias, gamma, beta, eps),
-            Precision::Fp16 => {
-                ops16::bias_residual_layernorm(x, y, Some(bias), gamma, beta, eps as f32, SumOrder::Default)
-            }
+            Precision::Fp16 => ops16::bias_residual_layernorm(x, y, Some(bias), gamma, beta, eps as f32, self.order),
         }
     }
 
@@ -386,7 +408,7 @@ impl AbsEncoderModel {
                     key_tile: if flash { FLASH_KEY_TILE } else { FP32_KEY_CHUNK },
                     round_p: flash,
                     skip_last_tile: false,
-                    order: SumOrder::Default,
+                    order: self.order,
                 };
                 ops16::attention(qkv, cu_seqlens, heads, d, cls_only, &num, out);
             }
@@ -455,7 +477,7 @@ impl AbsEncoderModel {
                         &self.emb_norm_w,
                         &self.emb_norm_b,
                         cfg.layer_norm_eps as f32,
-                        SumOrder::Default,
+                        self.order,
                     );
                 }
             }
@@ -533,12 +555,18 @@ impl AbsEncoderModel {
 
 impl Backend for AbsEncoderModel {
     fn describe(&self) -> String {
-        let precision = match self.precision {
-            Precision::F32 => "f32",
-            Precision::Fp16 => "fp16 twin",
+        let precision = match (self.precision, self.attention) {
+            (Precision::F32, _) => "f32",
+            (Precision::Fp16, AttentionModel::Flash) => "fp16 twin of the CUDA path, flash attention",
+            (Precision::Fp16, AttentionModel::Reference) => "fp16 twin of the CUDA path, reference attention",
+        };
+        let order = if self.order == SumOrder::Default {
+            String::new()
+        } else {
+            format!(", summation order {:?}", self.order)
         };
         format!(
-            "cpu ({precision}, {} family, {} threads)",
+            "cpu ({precision}, {} family, {} threads{order})",
             self.config().family.name(),
             self.threads
         )

@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use crate::bench::FlopModel;
 use crate::config::{ConfigParser, ModelConfig};
+use crate::cuda::GpuOptions;
 use crate::error::Result;
+use crate::model::cpu_fp16::Fp16Options;
 use crate::model::{Backend, Precision};
 use crate::weights::{Checkpoint, ModelTensors, NameScheme, Param};
 
@@ -68,16 +70,25 @@ pub trait ModelFamily: Sync + Send + std::fmt::Debug {
             .any(|suffix| name.ends_with(suffix))
     }
 
-    /// The CPU backend: the f32 reference or its fp16 twin. `threads` = 0 uses every core.
-    fn load_cpu(&self, tensors: Arc<ModelTensors>, precision: Precision, threads: usize) -> Result<Box<dyn Backend>>;
+    /// The CPU backend: the f32 reference or its fp16 twin (as the GPU runs by default).
+    /// `threads` = 0 uses every core.
+    fn load_cpu(&self, tensors: Arc<ModelTensors>, precision: Precision, threads: usize) -> Result<Box<dyn Backend>> {
+        match precision {
+            Precision::F32 => self.load_cpu_f32(tensors, threads),
+            Precision::Fp16 => {
+                let options = Fp16Options::like_gpu(&tensors.config, threads);
+                self.load_cpu_twin(tensors, options)
+            }
+        }
+    }
+    /// The f32 CPU reference.
+    fn load_cpu_f32(&self, tensors: Arc<ModelTensors>, threads: usize) -> Result<Box<dyn Backend>>;
+    /// The fp16 twin of the CUDA forward with explicit options (`verify` picks the attention
+    /// model and a second summation order).
+    fn load_cpu_twin(&self, tensors: Arc<ModelTensors>, options: Fp16Options) -> Result<Box<dyn Backend>>;
     /// The CUDA backend on device `index`. Any reason the GPU cannot be used is an
     /// [`crate::Error::Device`], which `Device::Auto` turns into a CPU fallback.
-    fn load_cuda(
-        &self,
-        tensors: Arc<ModelTensors>,
-        index: usize,
-        batch_tokens: Option<usize>,
-    ) -> Result<Box<dyn Backend>>;
+    fn load_cuda(&self, tensors: Arc<ModelTensors>, index: usize, options: &GpuOptions) -> Result<Box<dyn Backend>>;
     /// FLOPs per pair for `bench`.
     fn flop_model(&self, config: &ModelConfig) -> FlopModel;
     /// Family-specific lines of `info` (label, value).

@@ -53,12 +53,21 @@ pub use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DevicePtr, DevicePtrM
 /// cuBLAS, no device, a model shape the kernels do not support, out of memory) is an
 /// [`crate::Error::Device`], which `Device::Auto` turns into a CPU fallback.
 pub fn load_backend(tensors: Arc<ModelTensors>, index: usize, batch_tokens: Option<usize>) -> Result<Box<dyn Backend>> {
-    let options = GpuOptions {
+    Ok(Box::new(GpuModel::load(
+        tensors,
+        index,
+        &options_from_env(batch_tokens)?,
+    )?))
+}
+
+/// The GPU options of a plain run: `batch_tokens`, attention and kernel origin from the
+/// environment (`CROSSRANK_ATTENTION`, `CROSSRANK_KERNELS`).
+pub fn options_from_env(batch_tokens: Option<usize>) -> Result<GpuOptions> {
+    Ok(GpuOptions {
         batch_tokens,
         attention: AttentionChoice::from_env()?,
         kernels: KernelOrigin::from_env()?,
-    };
-    Ok(Box::new(GpuModel::load(tensors, index, &options)?))
+    })
 }
 
 /// How the CUDA kernels were built (shown by `crossrank info` and `--version`), e.g.

@@ -11,8 +11,10 @@ use crate::arch::ModelFamily;
 use crate::batch::PackedBatch;
 use crate::bench::FlopModel;
 use crate::config::{ConfigParser, ModelConfig};
+use crate::cuda::GpuOptions;
 use crate::error::Result;
-use crate::model::{Backend, Precision};
+use crate::model::cpu_fp16::Fp16Options;
+use crate::model::Backend;
 use crate::weights::{Checkpoint, ModelTensors, NameScheme, Param};
 
 const LAYOUT: Layout = Layout {
@@ -80,18 +82,15 @@ impl ModelFamily for Bert {
         abs_encoder::params(c)
     }
 
-    fn load_cpu(&self, tensors: Arc<ModelTensors>, precision: Precision, threads: usize) -> Result<Box<dyn Backend>> {
-        Ok(Box::new(AbsEncoderModel::new(
-            tensors, positions, true, precision, threads,
-        )?))
+    fn load_cpu_f32(&self, tensors: Arc<ModelTensors>, threads: usize) -> Result<Box<dyn Backend>> {
+        Ok(Box::new(AbsEncoderModel::f32(tensors, positions, threads)?))
     }
 
-    fn load_cuda(
-        &self,
-        _tensors: Arc<ModelTensors>,
-        _index: usize,
-        _batch_tokens: Option<usize>,
-    ) -> Result<Box<dyn Backend>> {
+    fn load_cpu_twin(&self, tensors: Arc<ModelTensors>, options: Fp16Options) -> Result<Box<dyn Backend>> {
+        Ok(Box::new(AbsEncoderModel::fp16_twin(tensors, positions, options)?))
+    }
+
+    fn load_cuda(&self, _tensors: Arc<ModelTensors>, _index: usize, _options: &GpuOptions) -> Result<Box<dyn Backend>> {
         Err(crate::arch::no_cuda_yet(self))
     }
 

@@ -18,9 +18,10 @@ use serde_json::Value;
 use crate::arch::ModelFamily;
 use crate::bench::FlopModel;
 use crate::config::{ConfigParser, ModelConfig, Rope, MAX_ROPE_TABLE};
+use crate::cuda::GpuOptions;
 use crate::error::{Error, Result};
 use crate::model::cpu_fp16::Fp16Options;
-use crate::model::{Backend, Precision};
+use crate::model::Backend;
 use crate::weights::{Checkpoint, LayerParam, ModelTensors, NameScheme, Param};
 
 pub mod cpu;
@@ -262,23 +263,16 @@ impl ModelFamily for Gte {
         out
     }
 
-    fn load_cpu(&self, tensors: Arc<ModelTensors>, precision: Precision, threads: usize) -> Result<Box<dyn Backend>> {
-        Ok(match precision {
-            Precision::F32 => Box::new(cpu::CpuModel::new(tensors, threads)?),
-            Precision::Fp16 => {
-                let options = Fp16Options::like_gpu(&tensors.config, threads);
-                Box::new(cpu_fp16::Fp16CpuModel::new(tensors, options)?)
-            }
-        })
+    fn load_cpu_f32(&self, tensors: Arc<ModelTensors>, threads: usize) -> Result<Box<dyn Backend>> {
+        Ok(Box::new(cpu::CpuModel::new(tensors, threads)?))
     }
 
-    fn load_cuda(
-        &self,
-        tensors: Arc<ModelTensors>,
-        index: usize,
-        batch_tokens: Option<usize>,
-    ) -> Result<Box<dyn Backend>> {
-        crate::cuda::load_backend(tensors, index, batch_tokens)
+    fn load_cpu_twin(&self, tensors: Arc<ModelTensors>, options: Fp16Options) -> Result<Box<dyn Backend>> {
+        Ok(Box::new(cpu_fp16::Fp16CpuModel::new(tensors, options)?))
+    }
+
+    fn load_cuda(&self, tensors: Arc<ModelTensors>, index: usize, options: &GpuOptions) -> Result<Box<dyn Backend>> {
+        Ok(Box::new(crate::cuda::GpuModel::load(tensors, index, options)?))
     }
 
     /// FLOPs of one pair of `L` tokens, `a·L + b·L² + c`, counted from the shapes: every

@@ -17,8 +17,10 @@ use crate::arch::ModelFamily;
 use crate::batch::PackedBatch;
 use crate::bench::FlopModel;
 use crate::config::{ConfigParser, ModelConfig};
+use crate::cuda::GpuOptions;
 use crate::error::Result;
-use crate::model::{Backend, Precision};
+use crate::model::cpu_fp16::Fp16Options;
+use crate::model::Backend;
 use crate::weights::{Checkpoint, ModelTensors, NameScheme, Param};
 
 const LAYOUT: Layout = Layout {
@@ -109,18 +111,15 @@ impl ModelFamily for XlmRoberta {
         abs_encoder::params(c)
     }
 
-    fn load_cpu(&self, tensors: Arc<ModelTensors>, precision: Precision, threads: usize) -> Result<Box<dyn Backend>> {
-        Ok(Box::new(AbsEncoderModel::new(
-            tensors, positions, false, precision, threads,
-        )?))
+    fn load_cpu_f32(&self, tensors: Arc<ModelTensors>, threads: usize) -> Result<Box<dyn Backend>> {
+        Ok(Box::new(AbsEncoderModel::f32(tensors, positions, threads)?))
     }
 
-    fn load_cuda(
-        &self,
-        _tensors: Arc<ModelTensors>,
-        _index: usize,
-        _batch_tokens: Option<usize>,
-    ) -> Result<Box<dyn Backend>> {
+    fn load_cpu_twin(&self, tensors: Arc<ModelTensors>, options: Fp16Options) -> Result<Box<dyn Backend>> {
+        Ok(Box::new(AbsEncoderModel::fp16_twin(tensors, positions, options)?))
+    }
+
+    fn load_cuda(&self, _tensors: Arc<ModelTensors>, _index: usize, _options: &GpuOptions) -> Result<Box<dyn Backend>> {
         Err(crate::arch::no_cuda_yet(self))
     }
 
@@ -133,7 +132,8 @@ impl ModelFamily for XlmRoberta {
         vec![(
             "positions",
             format!(
-                "learned, {pad} + 1 onward (padding_idx {pad}); {} usable of {}",
+                "learned, from padding_idx + 1 = {} (pad tokens take {pad}); {} usable of {}",
+                pad + 1,
                 c.max_sequence_length(),
                 c.max_position_embeddings
             ),
