@@ -42,8 +42,10 @@ pub mod profile;
 pub mod runtime;
 pub mod tune;
 
+/// The gte forward, under the path tests and benches used before the family seam.
+pub use crate::arch::gte::cuda::GpuModel;
 pub use kernels::KernelOrigin;
-pub use model::{AttentionChoice, AttentionPath, GpuModel, GpuOptions};
+pub use model::{AttentionChoice, AttentionPath, GpuOptions};
 pub use runtime::{DeviceInfo, Gpu};
 
 /// Re-exported so callers (tests, tools) name the same buffer types the wrappers take.

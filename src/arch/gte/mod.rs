@@ -26,6 +26,7 @@ use crate::weights::{Checkpoint, LayerParam, ModelTensors, NameScheme, Param};
 
 pub mod cpu;
 pub mod cpu_fp16;
+pub mod cuda;
 
 /// The gte checkpoint layout: a [`ModelTensors`] of a gte config (the name before the
 /// family seam).
@@ -272,7 +273,7 @@ impl ModelFamily for Gte {
     }
 
     fn load_cuda(&self, tensors: Arc<ModelTensors>, index: usize, options: &GpuOptions) -> Result<Box<dyn Backend>> {
-        Ok(Box::new(crate::cuda::GpuModel::load(tensors, index, options)?))
+        Ok(Box::new(cuda::GpuModel::load(tensors, index, options)?))
     }
 
     /// FLOPs of one pair of `L` tokens, `a·L + b·L² + c`, counted from the shapes: every
