@@ -629,7 +629,13 @@ fn tokenize(args: TokenizeArgs) -> Result<()> {
     while let Some((line, raw)) = reader.next_line().map_err(|e| Error::io(&name, e))? {
         let record = crate::records::parse_record(format, line, raw).map_err(|msg| Error::input(&name, line, msg))?;
         let encoded = tokenizer.encode_pair(&record.query, &record.document)?;
-        writeln!(output.writer(), "{}", json!({"input_ids": encoded.ids})).map_err(|e| Error::io(&args.output, e))?;
+        // Segment ids only for templates that use them (BERT), so gte/XLM-R output is unchanged.
+        let line = if tokenizer.template().uses_segments() {
+            json!({"input_ids": encoded.ids, "token_type_ids": encoded.type_ids})
+        } else {
+            json!({"input_ids": encoded.ids})
+        };
+        writeln!(output.writer(), "{line}").map_err(|e| Error::io(&args.output, e))?;
     }
     output.commit()
 }

@@ -1,6 +1,8 @@
 //! Pair tokenization exactly as sentence-transformers' `CrossEncoder` does it (spec §4):
 //! `tokenizer(query, document, truncation="longest_first", max_length=N)` with the tokenizer's
-//! own pair template (`<s> A </s></s> B </s>` for XLM-R), all type ids 0.
+//! own pair template: `<s> A </s></s> B </s>` for XLM-R (all type ids 0), `[CLS] A [SEP] B [SEP]`
+//! for BERT (segment ids 0 up to the first `[SEP]`, 1 after it), whatever the file's
+//! post-processor says.
 //!
 //! Each side is encoded on its own (what `tokenizers` does inside a pair encoding), then cut
 //! by the `longest_first` rule of `tokenizers` and wrapped in the template. Splitting it this
@@ -92,11 +94,29 @@ pub struct PairTemplate {
     pub prefix: Vec<u32>,
     pub middle: Vec<u32>,
     pub suffix: Vec<u32>,
+    /// Segment ids of each part; `None` when the template gives every token segment 0.
+    pub segments: Option<PairSegments>,
+}
+
+/// Segment (token type) ids a pair template assigns, part by part (BERT: prefix `[CLS]` 0,
+/// query 0, middle `[SEP]` 0, document 1, suffix `[SEP]` 1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PairSegments {
+    pub prefix: Vec<u32>,
+    pub query: u32,
+    pub middle: Vec<u32>,
+    pub document: u32,
+    pub suffix: Vec<u32>,
 }
 
 impl PairTemplate {
     pub fn num_special(&self) -> usize {
         self.prefix.len() + self.middle.len() + self.suffix.len()
+    }
+
+    /// Whether any token of a pair gets a segment id other than 0.
+    pub fn uses_segments(&self) -> bool {
+        self.segments.is_some()
     }
 }
 
@@ -287,9 +307,21 @@ impl PairTokenizer {
         ids.extend_from_slice(&t.middle);
         ids.extend_from_slice(&document[..nb]);
         ids.extend_from_slice(&t.suffix);
+        let type_ids = match &t.segments {
+            None => Vec::new(),
+            Some(seg) => {
+                let mut types = Vec::with_capacity(ids.len());
+                types.extend_from_slice(&seg.prefix);
+                types.resize(types.len() + na, seg.query);
+                types.extend_from_slice(&seg.middle);
+                types.resize(types.len() + nb, seg.document);
+                types.extend_from_slice(&seg.suffix);
+                types
+            }
+        };
         EncodedPair {
             ids,
-            type_ids: Vec::new(),
+            type_ids,
             truncated: na < query.len() || nb < document.len(),
         }
     }
@@ -311,7 +343,9 @@ impl PairTokenizer {
 }
 
 /// Finds the pair template by running the tokenizer's post-processor on two one-token
-/// marker sequences and reading where they land.
+/// marker sequences and reading where they land, and which segment id each position gets
+/// (TemplateProcessing's `type_id`s; BertProcessing and RobertaProcessing imply theirs: 0/1
+/// and all 0). Every token of one side gets the same segment id in all of them.
 fn probe_template(tok: &Tokenizer) -> std::result::Result<PairTemplate, String> {
     const MARK_A: u32 = u32::MAX - 1;
     const MARK_B: u32 = u32::MAX - 2;
@@ -328,15 +362,22 @@ fn probe_template(tok: &Tokenizer) -> std::result::Result<PairTemplate, String> 
     if a > b || ids.iter().filter(|&&i| i == MARK_A || i == MARK_B).count() != 2 {
         return Err("post-processor reorders or repeats the sides of a pair".into());
     }
-    if let Some(t) = encoding.get_type_ids().iter().find(|&&t| t != 0) {
-        return Err(format!(
-            "pair template assigns token type id {t}; crossrank supports models whose template uses type id 0 only"
-        ));
+    let types = encoding.get_type_ids();
+    if types.len() != ids.len() {
+        return Err("post-processor gives a segment id list of the wrong length".into());
     }
+    let segments = types.iter().any(|&t| t != 0).then(|| PairSegments {
+        prefix: types[..a].to_vec(),
+        query: types[a],
+        middle: types[a + 1..b].to_vec(),
+        document: types[b],
+        suffix: types[b + 1..].to_vec(),
+    });
     Ok(PairTemplate {
         prefix: ids[..a].to_vec(),
         middle: ids[a + 1..b].to_vec(),
         suffix: ids[b + 1..].to_vec(),
+        segments,
     })
 }
 
