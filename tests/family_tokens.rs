@@ -49,7 +49,11 @@ struct Tokenizers {
 
 impl Tokenizers {
     fn new(name: &str, pretruncate: bool) -> Self {
-        let base = PairTokenizer::from_file(&fixtures().join(name).join("tokenizer.json"), NO_LIMIT).unwrap();
+        Self::from_path(&fixtures().join(name).join("tokenizer.json"), pretruncate)
+    }
+
+    fn from_path(path: &Path, pretruncate: bool) -> Self {
+        let base = PairTokenizer::from_file(path, NO_LIMIT).unwrap();
         let base = if pretruncate {
             base
         } else {
@@ -71,9 +75,14 @@ impl Tokenizers {
     }
 }
 
-fn check_goldens(pretruncate: bool) {
-    let path = fixtures().join("family_token_goldens.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap();
+/// Checks every line of a golden file; `tokenizer_of` maps a line's tokenizer name to its file.
+/// Returns (pairs, with max_length, with segment ids) per tokenizer name.
+fn check_goldens(
+    path: &Path,
+    tokenizer_of: &dyn Fn(&str) -> PathBuf,
+    pretruncate: bool,
+) -> HashMap<String, (usize, usize, usize)> {
+    let text = std::fs::read_to_string(path).unwrap();
     let mut tokenizers: HashMap<String, Tokenizers> = HashMap::new();
     let mut counts: HashMap<String, (usize, usize, usize)> = HashMap::new(); // pairs, truncated, with segments
     let mut failures = Vec::new();
@@ -85,7 +94,7 @@ fn check_goldens(pretruncate: bool) {
         let (want_ids, want_types) = (ids_of(&v["input_ids"]), ids_of(&v["token_type_ids"]));
         let tok = tokenizers
             .entry(name.clone())
-            .or_insert_with(|| Tokenizers::new(&name, pretruncate))
+            .or_insert_with(|| Tokenizers::from_path(&tokenizer_of(&name), pretruncate))
             .get(max_length);
         let got = tok.encode_pair(q, d).unwrap();
         // Empty type_ids stands for "all segment 0".
@@ -121,6 +130,22 @@ fn check_goldens(pretruncate: bool) {
         }
     }
     eprintln!("pre-truncation {pretruncate}: (pairs, with max_length, with segment ids) {counts:?}");
+    assert!(
+        failures.is_empty(),
+        "{} mismatches; first:\n{}",
+        failures.len(),
+        failures[..failures.len().min(8)].join("\n")
+    );
+    counts
+}
+
+fn check_fixture_goldens(pretruncate: bool) {
+    let goldens = fixtures().join("family_token_goldens.jsonl");
+    let counts = check_goldens(
+        &goldens,
+        &|name| fixtures().join(name).join("tokenizer.json"),
+        pretruncate,
+    );
     for name in ["xlmr-tiny", "bert-tiny"] {
         let (pairs, truncated, _) = counts.get(name).copied().unwrap_or_default();
         assert!(
@@ -129,22 +154,36 @@ fn check_goldens(pretruncate: bool) {
         );
     }
     assert!(counts["bert-tiny"].2 >= 1000, "BERT goldens must carry segment ids");
-    assert!(
-        failures.is_empty(),
-        "{} mismatches; first:\n{}",
-        failures.len(),
-        failures[..failures.len().min(8)].join("\n")
-    );
 }
 
 #[test]
 fn fixture_tokenizers_match_python_goldens() {
-    check_goldens(true);
+    check_fixture_goldens(true);
 }
 
 #[test]
 fn fixture_tokenizers_match_python_goldens_without_pretruncation() {
-    check_goldens(false);
+    check_fixture_goldens(false);
+}
+
+/// The full (unreduced) uncased WordPiece tokenizer of the MiniLM package, against goldens made
+/// for it: `python tools/make_family_token_goldens.py --tokenizer bert-full=DIR/tokenizer.json
+/// --out G` (DIR from tools/make_minilm_drift.py), then
+/// `CROSSRANK_WORDPIECE_TOKENIZER=DIR/tokenizer.json CROSSRANK_WORDPIECE_GOLDENS=G
+/// cargo test --test family_tokens -- --ignored`.
+#[test]
+#[ignore = "needs CROSSRANK_WORDPIECE_TOKENIZER and CROSSRANK_WORDPIECE_GOLDENS (files outside the repository)"]
+fn full_wordpiece_matches_python_goldens() {
+    let tokenizer =
+        PathBuf::from(std::env::var("CROSSRANK_WORDPIECE_TOKENIZER").expect("set CROSSRANK_WORDPIECE_TOKENIZER"));
+    let goldens = PathBuf::from(std::env::var("CROSSRANK_WORDPIECE_GOLDENS").expect("set CROSSRANK_WORDPIECE_GOLDENS"));
+    for pretruncate in [true, false] {
+        let counts = check_goldens(&goldens, &|_| tokenizer.clone(), pretruncate);
+        assert!(
+            counts.values().map(|c| c.0).sum::<usize>() >= 1000,
+            "too few golden pairs"
+        );
+    }
 }
 
 #[test]

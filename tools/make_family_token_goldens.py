@@ -59,13 +59,20 @@ def make_pairs(gen, name, tok, n_pairs):
     pairs = []
     specials = len(tok.encode("", "").ids)  # the engine refuses a max_length below the template's size
     long_q, long_d = gen.long_text(3000), gen.long_text(6000)
-    literals = mtg.SPECIAL_LITERALS if name == "xlmr-tiny" else BERT_LITERALS
+    literals = mtg.SPECIAL_LITERALS if name.startswith("xlmr") else BERT_LITERALS
     fixed = [("", "", None), ("", "University of Tokyo", None), ("Univ. of Tokyo", "", None), ("", "", specials),
              ("", "University of Tokyo", specials), ("Univ. of Tokyo", "", specials + 1),
              ("Univ. of Tokyo", "University of Tokyo", specials + 1),
              (long_q, long_d, None), (long_q, long_d, 512), (long_q, long_d, 2048), (long_q, long_d, 40),
              (long_d, "Univ. of Tokyo", 512), ("Univ. of Tokyo", long_d, 128), (long_d, long_q, 511)]
     fixed += [(lit, lit, None) for lit in literals] + [(lit, "x " + lit, 6) for lit in literals]
+    # Literal added tokens around the early exit of truncation (it never stops right after one).
+    m = "<mask>" if name.startswith("xlmr") else "[MASK]"
+    for a, b in [("a b c d e" + m * 6, "x y z w v u"), ("a b c" + m * 6, "x y z w v u"), (m * 6 + " hello world", "a b c d e"),
+                 (m * 3 + " hello world", "a b c d e"), ("a b c " + m + " d e f", "x y z w v u"),
+                 ("a b c d " + m + " e f", "x y z w v u"), ("hello world " + m * 6, "a b c d e f")]:
+        for extra in (1, 2, 3):
+            fixed += [(a, b, specials + extra), (b, a, specials + extra)]
     pairs += [(q, d, n, "fixed") for q, d, n in fixed]
     while len(pairs) < n_pairs:
         r = gen.rng.random()
@@ -77,7 +84,7 @@ def make_pairs(gen, name, tok, n_pairs):
             q, d = gen.text(), gen.long_text(int(gen.rng.integers(200, 2000)))
         else:  # both sides long
             q, d = gen.long_text(int(gen.rng.integers(200, 800))), gen.long_text(int(gen.rng.integers(200, 1500)))
-        if name == "bert-tiny" and gen.chance(0.3):
+        if not name.startswith("xlmr") and gen.chance(0.3):
             q = bert_decorate(gen, q) if gen.chance(0.5) else q
             d = bert_decorate(gen, d)
         nq, nd = length(q), length(d)
@@ -99,11 +106,19 @@ def main():
     ap.add_argument("--fixtures", type=Path, default=REPO / "tests/fixtures")
     ap.add_argument("--pairs", type=int, default=1200, help="pairs per tokenizer")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tokenizer", action="append", metavar="NAME=PATH",
+                    help="instead of the two fixtures: a tokenizer.json to write goldens for (the name picks the "
+                         "material: one starting with 'xlmr' gets XLM-R literals, others BERT's), e.g. the full "
+                         "WordPiece: --tokenizer bert-full=/tmp/crossrank-minilm-drift/tokenizer.json")
     args = ap.parse_args()
 
+    if args.tokenizer:
+        sources = [tuple(t.split("=", 1)) for t in args.tokenizer]
+    else:
+        sources = [(name, args.fixtures / name / "tokenizer.json") for name in ("xlmr-tiny", "bert-tiny")]
     lines = []
-    for k, name in enumerate(["xlmr-tiny", "bert-tiny"]):
-        tok = ref.load_tokenizer(args.fixtures / name / "tokenizer.json")
+    for k, (name, path) in enumerate(sources):
+        tok = ref.load_tokenizer(Path(path))
         gen = mtg.Gen(args.seed + k)
         counts, n_ids, segments = Counter(), 0, Counter()
         for q, d, n, why in make_pairs(gen, name, tok, args.pairs):
