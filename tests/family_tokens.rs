@@ -246,3 +246,37 @@ fn fixture_cases_match_their_recorded_encodings() {
         assert!(n >= 40, "{name}: only {n} cases");
     }
 }
+
+/// BertProcessing and RobertaProcessing post-processors imply their segment ids (0/1 and all 0)
+/// without listing them: the same templates as the TemplateProcessing the fixtures carry.
+#[test]
+fn bert_and_roberta_processing_imply_their_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "bert-tiny",
+            serde_json::json!({"type": "BertProcessing", "sep": ["[SEP]", 102], "cls": ["[CLS]", 101]}),
+        ),
+        (
+            "xlmr-tiny",
+            serde_json::json!({"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 0],
+                               "trim_offsets": true, "add_prefix_space": true}),
+        ),
+    ];
+    for (name, post_processor) in cases {
+        let original = fixtures().join(name).join("tokenizer.json");
+        let mut json: Value = serde_json::from_str(&std::fs::read_to_string(&original).unwrap()).unwrap();
+        json["post_processor"] = post_processor;
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, json.to_string()).unwrap();
+        let implied = PairTokenizer::from_file(&path, 64).unwrap();
+        let listed = PairTokenizer::from_file(&original, 64).unwrap();
+        assert_eq!(implied.template(), listed.template(), "{name}");
+        let (q, d) = ("Dept. of Physics, Univ. of Tokyo", "University of Tokyo");
+        assert_eq!(
+            implied.encode_pair(q, d).unwrap(),
+            listed.encode_pair(q, d).unwrap(),
+            "{name}"
+        );
+    }
+}
