@@ -170,6 +170,49 @@ pub mod ops {
         });
     }
 
+    /// Embedding of absolute-position encoders (BERT, XLM-RoBERTa): for each token,
+    /// `word[id] + position_table[positions[t]] + type_table[type_ids[t]]`, then LayerNorm.
+    /// `positions` are whatever the family feeds its position table (BERT: 0-based per
+    /// sequence; XLM-R: offset past the padding index), `type_ids` the segment ids (one per
+    /// token). Tables are row-major, `hidden` wide; rows are read as f32.
+    #[allow(clippy::too_many_arguments)]
+    pub fn embedding_abs_layernorm(
+        word_row: impl Fn(usize, &mut [f32]) + Sync,
+        position_table: &[f32],
+        type_table: &[f32],
+        ids: &[u32],
+        positions: &[u32],
+        type_ids: &[u32],
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f64,
+        out: &mut [f32],
+    ) {
+        let h = gamma.len();
+        out.par_chunks_mut(h)
+            .zip(ids.par_iter().zip(positions.par_iter().zip(type_ids.par_iter())))
+            .for_each(|(row, (&id, (&pos, &ty)))| {
+                word_row(id as usize, row);
+                let p = &position_table[pos as usize * h..(pos as usize + 1) * h];
+                let t = &type_table[ty as usize * h..(ty as usize + 1) * h];
+                for ((v, pv), tv) in row.iter_mut().zip(p).zip(t) {
+                    *v += pv + tv;
+                }
+                layer_norm(row, gamma, beta, eps);
+            });
+    }
+
+    /// Adds `bias` (one value per column) to every row of `x` (rows `bias.len()` wide): the
+    /// QKV bias of encoders without RoPE, where nothing else happens between the QKV GEMM
+    /// and attention.
+    pub fn add_bias_rows(x: &mut [f32], bias: &[f32]) {
+        x.par_chunks_mut(bias.len()).for_each(|row| {
+            for (v, b) in row.iter_mut().zip(bias) {
+                *v += b;
+            }
+        });
+    }
+
     /// Kernel (b): adds the QKV bias, then rotates q and k (rotate-half RoPE) in place.
     /// `qkv` rows are `[q | k | v]`, each `num_heads × head_dim`, head-contiguous.
     pub fn qkv_bias_rope(
@@ -422,6 +465,16 @@ pub mod ops {
                     *o = gelu_erf(*g) * u;
                 }
             });
+    }
+
+    /// The plain MLP activation of BERT-style encoders: `x[t, i] = gelu(x[t, i] + bias[i])`
+    /// (erf GELU, as `hidden_act = "gelu"`), in place on rows `bias.len()` wide.
+    pub fn bias_gelu(x: &mut [f32], bias: &[f32]) {
+        x.par_chunks_mut(bias.len()).for_each(|row| {
+            for (v, b) in row.iter_mut().zip(bias) {
+                *v = gelu_erf(*v + b);
+            }
+        });
     }
 
     /// Kernel (f): `logit = w_cls · tanh(W_pool · cls + b_pool) + b_cls` for each CLS row.
@@ -685,6 +738,40 @@ mod tests {
         assert_eq!(ops::erf(10.0), 1.0);
         assert_eq!(ops::erf(-10.0), -1.0);
         assert_eq!(ops::erf(0.0), 0.0);
+    }
+
+    #[test]
+    fn embedding_abs_layernorm_sums_the_three_rows_before_layer_norm() {
+        // hidden 2: LayerNorm of [a, b] with gamma 1, beta 0 is [-1, 1] when a < b.
+        let word = [[1.0f32, 0.0], [0.0, 5.0]];
+        let positions = [0.0f32, 0.0, 0.0, 10.0]; // row 1 flips the order
+        let types = [0.0f32, 0.0, 0.0, -20.0];
+        let mut out = [0.0f32; 6];
+        ops::embedding_abs_layernorm(
+            |id, row: &mut [f32]| row.copy_from_slice(&word[id]),
+            &positions,
+            &types,
+            &[0, 1, 1],
+            &[0, 0, 1],
+            &[0, 0, 1],
+            &[1.0, 1.0],
+            &[0.0, 0.0],
+            0.0,
+            &mut out,
+        );
+        // token 0: [1, 0] -> [1, -1]; token 1: [0, 5] -> [-1, 1];
+        // token 2: [0, 5] + [0, 10] + [0, -20] = [0, -5] -> [1, -1].
+        assert_eq!(out, [1.0, -1.0, -1.0, 1.0, 1.0, -1.0]);
+    }
+
+    #[test]
+    fn bias_gelu_adds_the_bias_before_the_activation() {
+        let mut x = [0.5f32, -1.0, 2.0, 0.0];
+        ops::bias_gelu(&mut x, &[0.5, 1.0]);
+        assert_eq!(x, [ops::gelu_erf(1.0), 0.0, ops::gelu_erf(2.5), ops::gelu_erf(1.0)]);
+        let mut y = [1.0f32, 2.0, 3.0, 4.0];
+        ops::add_bias_rows(&mut y, &[10.0, 20.0]);
+        assert_eq!(y, [11.0, 22.0, 13.0, 24.0]);
     }
 
     #[test]
