@@ -3,9 +3,9 @@
 //! (tools/make_family_fixtures.py; `CROSSRANK_FAMILY_FIXTURES` points at another root with
 //! the same two directories).
 //!
-//! The expected token ids and segment ids are fed straight to the backend, so these tests
-//! check the forward alone; the tokenizer has its own golden tests. One test goes through
-//! the engine's tokenizer for XLM-R, whose tokenizer path predates the family seam.
+//! The expected token ids and segment ids are fed straight to the backend, so most tests
+//! check the forward alone (the tokenizer has its own golden tests); `*_engine_*` go
+//! through the tokenizer too.
 
 mod common;
 
@@ -228,11 +228,10 @@ fn bert_fp16_twin_tracks_f32() {
     check_fp16_twin("bert-tiny", 2e-2);
 }
 
-/// Through the engine (tokenizer, default max length, batching): XLM-R's tokenizer path is
-/// the one gte uses, so the whole pipeline is checked against transformers.
-#[test]
-fn xlmr_engine_scores_match_transformers() {
-    let dir = fixture("xlmr-tiny");
+/// Through the engine (tokenizer with its pair template and segment ids, default max length,
+/// batching): the whole path checked against transformers.
+fn check_engine(name: &str) {
+    let dir = fixture(name);
     let all = cases(&dir);
     let default_max = all.iter().map(|c| c.max_length).max().unwrap();
     let mut lengths: Vec<usize> = all.iter().map(|c| c.max_length).collect();
@@ -252,11 +251,17 @@ fn xlmr_engine_scores_match_transformers() {
         for (case, pair) in subset.iter().zip(&pairs) {
             let encoded = engine.encode(pair.0, pair.1).unwrap();
             assert_eq!(encoded.ids, case.ids, "{}: token ids", case.name);
+            let type_ids = if encoded.type_ids.is_empty() {
+                vec![0; encoded.ids.len()]
+            } else {
+                encoded.type_ids.clone()
+            };
+            assert_eq!(type_ids, case.type_ids, "{}: segment ids", case.name);
         }
         let got: Vec<f32> = engine.score_pairs(&pairs).unwrap().iter().map(|s| s.logit).collect();
         let want: Vec<f32> = subset.iter().map(|c| c.logit).collect();
         assert_close(
-            &format!("xlmr engine at max length {max_length}"),
+            &format!("{name} engine at max length {max_length}"),
             &subset,
             &got,
             &want,
@@ -264,6 +269,16 @@ fn xlmr_engine_scores_match_transformers() {
             0.0,
         );
     }
+}
+
+#[test]
+fn xlmr_engine_scores_match_transformers() {
+    check_engine("xlmr-tiny");
+}
+
+#[test]
+fn bert_engine_scores_match_transformers() {
+    check_engine("bert-tiny");
 }
 
 /// A copy of fixture `name` with config.json edited by `edit`.
@@ -384,10 +399,7 @@ fn info_names_the_family() {
     assert_eq!(v["family"], "gte", "{v}");
 }
 
-/// `info` opens the tokenizer, and BERT's pair template assigns segment id 1, which the
-/// tokenizer accepts once segment ids come from the template (issue 10 item 3, branch f10).
 #[test]
-#[ignore = "needs the tokenizer's pair-template segment ids (issue 10 item 3, branch f10)"]
 fn bert_info_names_the_family() {
     check_info("bert-tiny", "bert");
 }
