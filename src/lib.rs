@@ -1,4 +1,5 @@
-//! crossrank: a hand-optimized inference engine for gte-multilingual cross-encoder rerankers.
+//! crossrank: a hand-optimized inference engine for cross-encoder rerankers (gte, XLM-RoBERTa
+//! and BERT families; see [`arch`]).
 //!
 //! Data flow: [`hub`] resolves a model directory → [`config`] + [`weights`] (memory-mapped
 //! safetensors) + [`tokenize`] (pair template and `longest_first` truncation) →
