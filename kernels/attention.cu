@@ -12,6 +12,9 @@
 //   ctx         f16 [n_tokens, H]     head h written at cols h*D .. h*D+D-1
 //   softmax_scale                     1/sqrt(D) (= 0.125 for D = 64), passed by the host
 //
+// Input is the same for encoders without RoPE (BERT, XLM-RoBERTa): the QKV buffer after the
+// plain bias add (bias.cu add_bias_rows).
+//
 // Variants (all softmax math in fp32 with running-max subtraction):
 //
 //   v1 attention_varlen_reference   obviously-correct fp32 reference for tests: one CTA per
@@ -19,7 +22,8 @@
 //      softmax; any head_dim <= 128, any sequence length. Scores, exp (expf), weights and
 //      the P.V sums all fp32; one rounding to fp16. Slow (K rows re-read per query).
 //
-//   v2 attention_varlen_flash       the fast path. FlashAttention-2 style, head_dim == 64:
+//   v2 attention_varlen_flash       the fast path. FlashAttention-2 style, head_dim == 64
+//      attention_varlen_flash_d32   (and its head_dim == 32 instantiation, e.g. MiniLM):
 //      one CTA = 64 query rows of one (sequence, head), 4 warps x 16 rows; K/V tiles of 64
 //      keys streamed through shared memory with cp.async double-buffering; S = Q K^T and
 //      O += P V on tensor cores (mma.sync m16n8k16, f16 inputs, fp32 accumulators).
@@ -40,6 +44,7 @@
 //      whose 16 rows all lie past the end skip their MMAs.
 //
 //   v3 attention_varlen_cls         only query row 0 (the CLS token) of every sequence, for
+//      attention_varlen_cls_d32     (head_dim 64; the _d32 entry is head_dim 32)
 //      the last layer (only the CLS row feeds the pooler). Keys of all tokens of the
 //      sequence are used. Output is compact: ctx_cls f16 [n_seqs, H]. One CTA per (sequence,
 //      head), keys in chunks of 128 (one key per thread for the scores), online softmax,
@@ -49,15 +54,18 @@
 // Launch configurations (dynamic shared memory is 0 for all three; all smem is static):
 //   v1 reference: grid = (n_tokens, n_heads, 1), block = (128, 1, 1); static smem ~1.2 KB
 //   v2 flash:     grid = (ceil(max_seqlen / 64), n_heads, n_seqs), block = (128, 1, 1);
-//                 static smem 46,080 B (Q 64x72 + 2 x K 64x72 + 2 x V 64x72 halves)
+//                 static smem 46,080 B (Q 64x72 + 2 x K 64x72 + 2 x V 64x72 halves);
+//                 _d32: 25,600 B (the same tiles, rows of 40 halves)
 //                 max_seqlen = the longest sequence of the batch (an upper bound is fine:
 //                 CTAs whose q tile starts at or past their sequence's end exit at once)
 //   v3 cls:       grid = (n_seqs, n_heads, 1), block = (128, 1, 1); static smem ~1.9 KB
+//                 (_d32: ~1.3 KB)
 //
 // Block sizes are exact (checked: a wrong blockDim traps, "illegal instruction").
 // Preconditions:
 //   - every sequence length >= 1 (an empty sequence writes nothing in v1/v2 and zeros in v3);
-//   - v2/v3: head_dim == 64 exactly (not a parameter: H = n_heads * 64); v1: head_dim <= 128;
+//   - v2/v3: head_dim == 64 exactly, _d32 entries 32 exactly (not a parameter: H = n_heads * D);
+//     v1: head_dim <= 128;
 //   - v2: n_seqs <= 65535 (gridDim.z limit), ceil(max_seqlen/64) <= 2^31-1;
 //   - qkv and ctx 16-byte aligned (cudaMalloc base pointers are) for v2/v3; since the qkv
 //     row stride is 3*H halves, H % 8 == 0 keeps every row 16-byte aligned (H = 768: ok);
