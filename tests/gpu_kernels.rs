@@ -1015,7 +1015,8 @@ fn attention_flash_head_dim_32_matches_cpu() {
     let gpu = gpu();
     let mut rng = Rng::new(21);
     for (heads, d) in [(12usize, 32usize), (3, 32), (16, 64)] {
-        for (k, &lengths) in ABS_LENGTHS.iter().chain(ATTENTION_SHAPES).enumerate() {
+        // 1..300 tokens, and one sequence of 16 key tiles (the online-softmax rescale).
+        for (k, &lengths) in ABS_LENGTHS.iter().chain([&[1000usize, 3][..]].iter()).enumerate() {
             let q_scale = if k % 3 == 0 { 3.0 } else { 1.0 };
             let (cu, _) = pack(lengths);
             let n = *cu.last().unwrap() as usize;
@@ -1044,7 +1045,7 @@ fn attention_cls_head_dim_32_matches_cpu_and_full_attention_row0() {
     let gpu = gpu();
     let mut rng = Rng::new(22);
     for (heads, d) in [(12usize, 32usize), (3, 32), (16, 64)] {
-        for &lengths in ABS_LENGTHS.iter().chain([&[2048usize, 1, 130][..]].iter()) {
+        for &lengths in ABS_LENGTHS.iter().chain([&[1000usize, 1, 130][..]].iter()) {
             let h = heads * d;
             let (cu, _) = pack(lengths);
             let n = *cu.last().unwrap() as usize;

@@ -877,7 +877,7 @@ impl Gpu {
         n_rows: usize,
         width: usize,
     ) -> Result<()> {
-        self.bias_rows("add_bias_rows", x, bias, n_rows, width)
+        self.bias_rows("add_bias_rows", &self.kernels.add_bias_rows, x, bias, n_rows, width)
     }
 
     /// `x[r, c] = gelu_erf(x[r, c] + bias[c])` in place on `[n_rows, width]` fp16 rows (bias.cu
@@ -890,13 +890,14 @@ impl Gpu {
         n_rows: usize,
         width: usize,
     ) -> Result<()> {
-        self.bias_rows("bias_gelu", x, bias, n_rows, width)
+        self.bias_rows("bias_gelu", &self.kernels.bias_gelu, x, bias, n_rows, width)
     }
 
     /// The two bias.cu kernels share a signature and a launch configuration.
     fn bias_rows(
         &self,
-        kernel: &'static str,
+        kernel: &str,
+        function: &CudaFunction,
         x: &mut impl DevicePtrMut<f16>,
         bias: &impl DevicePtr<f32>,
         n_rows: usize,
@@ -911,10 +912,6 @@ impl Gpu {
         if n == 0 {
             return Ok(());
         }
-        let function = match kernel {
-            "add_bias_rows" => &self.kernels.add_bias_rows,
-            _ => &self.kernels.bias_gelu,
-        };
         let stream = self.stream();
         let (xp, _g0) = x.device_ptr_mut(stream);
         let (bp, _g1) = bias.device_ptr(stream);
