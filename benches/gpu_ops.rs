@@ -17,8 +17,8 @@
 //!   four layer shapes at 2k, 4k, 8k, 16k and 32k tokens;
 //! - before criterion, a cuBLASLt sweep (`CROSSRANK_BENCH_SWEEP=0` skips it): the GEMM
 //!   autotuner's timing of the default against cuBLASLt's top heuristic candidates for every
-//!   shape and token count, with the winner verified against the default (§6 item 1 of the
-//!   performance anchors).
+//!   shape and token count, with the winner verified against the default (the achieved
+//!   TFLOP/s and best algorithm per GEMM shape calibrate every other GPU figure).
 //!
 //! Timing: CUDA events around `iters` back-to-back launches on the model's one stream, the end
 //! event waited for before the clock stops (criterion `iter_custom`). Memory-bound kernels

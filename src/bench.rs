@@ -13,58 +13,19 @@
 //! ([`Backend::profile_report`]).
 
 use std::io::{BufRead, Cursor, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use clap::Args;
 use serde_json::{json, Value};
 
 use crate::batch::PackedBatch;
-use crate::cli::{load_engine, resolve_format, PipelineArgs, RunArgs};
 use crate::config::ModelConfig;
-use crate::engine::{Engine, ModelFiles};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::hub::resolve_model;
 use crate::model::Backend;
 use crate::pipeline::{score_stream, OnError, PipelineOptions, RunStats, Sinks};
 use crate::progress::Progress;
 use crate::records::{parse_record, Format, LineReader};
 use crate::verify::SplitMix64;
-
-#[derive(Args, Debug)]
-pub struct BenchArgs {
-    #[command(flatten)]
-    pub run: RunArgs,
-    /// Pairs file (JSONL with `query`/`document`, or TSV), e.g. from tools/gen_pairs.py.
-    #[arg(long, conflicts_with = "synthetic", required_unless_present = "synthetic")]
-    pub pairs: Option<PathBuf>,
-    /// Use the first N pairs of --pairs.
-    #[arg(long)]
-    pub n: Option<usize>,
-    /// Format of --pairs [default: from its extension].
-    #[arg(long)]
-    pub format: Option<String>,
-    /// Generate N synthetic affiliation pairs instead (seeded; mean ~40 tokens, long tail).
-    #[arg(long)]
-    pub synthetic: Option<usize>,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Batches run before timing starts.
-    #[arg(long, default_value_t = 2)]
-    pub warmup: usize,
-    /// Write the machine-readable result here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Replace the model by a backend that returns zeros at once: measures the host side
-    /// alone (read, tokenize, pack, write), i.e. the most pairs/s it can feed a device.
-    #[arg(long)]
-    pub host_only: bool,
-    /// Per-op time breakdown from the backend (CUDA: events around every op, as
-    /// CROSSRANK_PROFILE=1 does). Adds a little overhead.
-    #[arg(long)]
-    pub profile: bool,
-    #[command(flatten)]
-    pub pipeline: PipelineArgs,
-}
 
 /// FLOPs of one pair of `L` tokens, `a·L + b·L² + c`, counted from the shapes:
 /// every matmul is `2 · weights` per row; attention is `QKᵀ + PV = 4·L·hidden` per query row
@@ -136,7 +97,9 @@ pub fn dense_fp16_peak_tflops(device: &str) -> Option<(&'static str, f64)> {
 }
 
 /// A backend that answers at once: `crossrank bench --host-only`.
-struct NullBackend;
+/// A backend that returns zeros at once: `bench --host-only` measures the host side alone
+/// (read, tokenize, pack, write), i.e. the most pairs/s it can feed a device.
+pub struct NullBackend;
 
 impl Backend for NullBackend {
     fn describe(&self) -> String {
@@ -152,38 +115,23 @@ impl Backend for NullBackend {
     }
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
-    let engine = if args.host_only {
-        let dir = resolve_model(&args.run.model.model)?;
-        let files = ModelFiles::open(&dir, args.run.model.max_length)?;
-        Engine::with_backend(files, Box::new(NullBackend), args.run.batch_tokens)
-    } else {
-        load_engine(&args.run)?
-    };
-    if args.profile {
-        engine.backend().set_profiling(true)?;
-    }
-    let (data, format, source) = match (&args.pairs, args.synthetic) {
-        (Some(path), _) => {
-            let name = path.display().to_string();
-            let format = resolve_format(args.format.as_deref(), &name)?;
-            (read_lines(path, args.n)?, format, name)
-        }
-        (None, Some(n)) => (
-            synthetic_jsonl(n, args.seed),
-            Format::Jsonl,
-            format!("synthetic:{n}:seed{}", args.seed),
-        ),
-        (None, None) => return Err(Error::InvalidArgument("give --pairs FILE or --synthetic N".into())),
-    };
+/// Runs the whole pipeline over `data` (after `warmup` untimed batches) into a sink and
+/// returns the machine-readable result ([`report`]). `options` carries the pipeline tuning;
+/// the names and the error policy are set here.
+pub fn measure(
+    engine: &Engine,
+    data: Vec<u8>,
+    format: Format,
+    source: &str,
+    warmup: usize,
+    mut options: PipelineOptions,
+    host_only: bool,
+) -> Result<Value> {
+    let warmup_batches = warm_up(engine, &data, format, warmup)?;
 
-    let warmup_batches = warm_up(&engine, &data, format, args.warmup)?;
-
-    let mut options = PipelineOptions::new(format);
-    options.input_name = source.clone();
+    options.input_name = source.to_string();
     options.output_name = "<sink>".into();
     options.on_error = OnError::Skip;
-    args.pipeline.apply(&mut options);
     let mut progress = Progress::new(true, None);
     let mut sink = std::io::sink();
     let reader = LineReader::new(Cursor::new(data));
@@ -191,19 +139,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
         output: &mut sink,
         rejects: None,
     };
-    let (stats, result) = score_stream(&engine, reader, sinks, &options, &mut progress);
+    let (stats, result) = score_stream(engine, reader, sinks, &options, &mut progress);
     result?;
-
-    let report = report(&engine, &stats, &source, warmup_batches, args.host_only);
-    print_table(&report, &mut std::io::stdout().lock()).map_err(|e| Error::io("<stdout>", e))?;
-    if let Some(path) = &args.json {
-        std::fs::write(path, format!("{report:#}\n")).map_err(|e| Error::io(path, e))?;
-    }
-    Ok(())
+    Ok(report(engine, &stats, source, warmup_batches, host_only))
 }
 
 /// The input's lines (the first `n` when given), as bytes.
-fn read_lines(path: &Path, n: Option<usize>) -> Result<Vec<u8>> {
+pub fn read_lines(path: &Path, n: Option<usize>) -> Result<Vec<u8>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut reader = std::io::BufReader::new(file);
     let mut data = Vec::new();

@@ -25,6 +25,23 @@ pub enum Device {
     Cuda(usize),
 }
 
+impl Device {
+    /// `auto`, `cpu`, `cuda` (or `gpu`: device 0) or `cuda:N`, as the CLI and the Python
+    /// binding take it.
+    pub fn parse(s: &str) -> std::result::Result<Device, String> {
+        match s {
+            "auto" => Ok(Device::Auto),
+            "cpu" => Ok(Device::Cpu),
+            "cuda" | "gpu" => Ok(Device::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| format!("unknown device `{s}` (expected cpu, cuda, cuda:N or auto)")),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
     pub device: Device,

@@ -42,9 +42,10 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde_json::Value;
 
-use crate::cli::{temp_path_for, PartialFile};
 use crate::error::{Error, Result};
-use crate::records::{Format, ResumePoint};
+use crate::records::Format;
+use crate::resume::ResumePoint;
+use crate::resume::{temp_path_for, PartialFile};
 
 /// Rows per closed part file, unless `--part-rows` says otherwise.
 pub const DEFAULT_PART_ROWS: usize = 100_000;
@@ -787,7 +788,7 @@ fn remove_parts(dir: &Path) -> Result<()> {
 }
 
 /// The complete parts of an interrupted run's `<target>.partial/` as the pipeline's output
-/// lines, for [`crate::records::check_resume_windows`]. Parts in progress are ignored.
+/// lines, for [`crate::resume::check_resume_windows`]. Parts in progress are ignored.
 pub fn partial_lines(target: &Path, lines: Format, explicit_nulls: bool) -> Result<Box<dyn BufRead>> {
     let files = part_files(&partial_dir(target))?;
     if files.is_empty() {
@@ -871,7 +872,7 @@ fn rewrite_prefix(path: &Path, schema: SchemaRef, reader: ParquetRecordBatchRead
 /// The input of a `score` run as lines, and its Arrow schema when it is Parquet.
 pub fn open_input(name: &str, formats: &Formats) -> Result<(Box<dyn BufRead + Send>, Option<SchemaRef>)> {
     if !formats.input_parquet {
-        return Ok((crate::cli::open_input(name)?, None));
+        return Ok((crate::records::open_input(name)?, None));
     }
     let lines = ParquetLines::open(Path::new(name), true)?;
     lines.require_pair_columns(name)?;

@@ -24,11 +24,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use clap::Args;
 use serde_json::json;
 
 use crate::batch::{plan_batches, PackedBatch};
-use crate::cli::parse_device;
 use crate::config::Activation;
 use crate::cuda::{AttentionChoice, GpuModel, GpuOptions, KernelOrigin};
 use crate::engine::{Device, ModelFiles};
@@ -40,78 +38,57 @@ use crate::model::{Backend, Precision};
 use crate::records::{parse_record, Format, LineReader};
 use crate::tokenize::PairTokenizer;
 
-#[derive(Args, Debug)]
-pub struct VerifyArgs {
+/// What `crossrank verify` compares and how (the command line's `verify` arguments).
+#[derive(Clone, Debug)]
+pub struct VerifyOptions {
     /// Model directory or hub id.
-    #[arg(long, short = 'm')]
     pub model: String,
     /// Pairs to score (JSONL or TSV, like `score`); default: synthetic pairs.
-    #[arg(long, short = 'i')]
     pub input: Option<String>,
     /// jsonl or tsv [default: from the input extension].
-    #[arg(long)]
     pub format: Option<String>,
     /// Device under test: cuda, cuda:N (or cpu, which checks the CPU against itself).
-    #[arg(long, default_value = "cuda", value_parser = parse_device)]
     pub device: Device,
     /// Pair length limit for `--input` pairs [default: as `score`].
-    #[arg(long)]
     pub max_length: Option<usize>,
     /// Tokens per GPU batch [default: the GPU backend's].
-    #[arg(long)]
     pub batch_tokens: Option<usize>,
     /// Tokens per CPU batch.
-    #[arg(long, default_value_t = 4096)]
     pub cpu_batch_tokens: usize,
     /// CPU threads (0: every core).
-    #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Absolute part of the gate: |device logit - fp16 reference logit| <= tolerance +
     /// rel_tolerance·|reference| [default: the derived gate, `FP16_GATE`].
-    #[arg(long)]
     pub tolerance: Option<f32>,
     /// Relative part of the gate [default: the derived gate, `FP16_GATE`].
-    #[arg(long)]
     pub rel_tolerance: Option<f32>,
     /// Arithmetic of the device under test when it is the CPU (`--device cpu`): f32 or fp16.
     /// The CUDA path is always fp16.
-    #[arg(long, value_parser = crate::cli::parse_precision)]
     pub precision: Option<Precision>,
     /// Skip the f32 reference (reported for information only; halves the CPU time).
-    #[arg(long)]
     pub skip_f32: bool,
     /// Number of synthetic pairs.
-    #[arg(long, default_value_t = 256)]
     pub n: usize,
     /// Documents per synthetic query.
-    #[arg(long, default_value_t = 8)]
     pub docs_per_query: usize,
     /// Shortest synthetic pair, special tokens included.
-    #[arg(long, default_value_t = 8)]
     pub min_tokens: usize,
     /// Longest synthetic pair [default: min(2048, max length)].
-    #[arg(long)]
     pub max_tokens: Option<usize>,
     /// Stop the CPU references after this many seconds (at a query boundary). Pairs left
     /// uncompared fail the run (exit code 5): the budget makes a too-slow check fail loudly,
     /// it never shrinks it silently.
-    #[arg(long)]
     pub cpu_budget: Option<f64>,
     /// Fraction of synthetic pairs longer than 256 tokens (log-uniform up to --max-tokens);
     /// the others are log-uniform from --min-tokens to 256.
-    #[arg(long, default_value_t = 0.1)]
     pub long_fraction: f64,
     /// Seed of the synthetic pairs.
-    #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// GPU attention kernels: auto, flash or reference [default: $CROSSRANK_ATTENTION or auto].
-    #[arg(long)]
     pub attention: Option<String>,
     /// Machine-readable report on stdout (instead of the table).
-    #[arg(long)]
     pub json: bool,
     /// Also write the machine-readable report to this file.
-    #[arg(long)]
     pub json_out: Option<std::path::PathBuf>,
 }
 
@@ -231,7 +208,7 @@ pub fn synthetic_workload(
     })
 }
 
-fn synthetic_from_tokenizer(tok: &PairTokenizer, args: &VerifyArgs) -> Result<Workload> {
+fn synthetic_from_tokenizer(tok: &PairTokenizer, args: &VerifyOptions) -> Result<Workload> {
     let t = tok.template();
     // Ordinary ids: past the specials the template uses (XLM-R: <s>=0 <pad>=1 </s>=2 <unk>=3),
     // below the largest id (XLM-R: <mask>).
@@ -700,7 +677,7 @@ fn run_reference(
     })
 }
 
-pub fn run(args: VerifyArgs) -> Result<()> {
+pub fn run(args: VerifyOptions) -> Result<()> {
     let floor = Gate {
         abs: args.tolerance.unwrap_or(FP16_GATE.abs),
         rel: args.rel_tolerance.unwrap_or(FP16_GATE.rel),

@@ -30,7 +30,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use crossrank::config::{ModelConfig, MAX_ROPE_TABLE};
-use crossrank::records::{check_resume, parse_record, write_reject, write_scored, Echo, Format, LineReader, Rendered};
+use crossrank::records::{parse_record, write_reject, write_scored, Echo, Format, LineReader, Rendered};
+use crossrank::resume::check_resume;
 use crossrank::tokenize::read_model_max_length;
 use crossrank::weights::{Checkpoint, GteTensors, LogicalTensor};
 use crossrank::PairScore;

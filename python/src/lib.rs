@@ -138,7 +138,7 @@ impl PyEngine {
         batch_tokens: Option<usize>,
         threads: usize,
     ) -> PyResult<Self> {
-        let device = crossrank::cli::parse_device(device).map_err(PyValueError::new_err)?;
+        let device = crossrank::Device::parse(device).map_err(PyValueError::new_err)?;
         if batch_tokens == Some(0) {
             return Err(PyValueError::new_err("batch_tokens must be at least 1"));
         }

@@ -2,11 +2,15 @@
 //! the four GEMMs of a layer, the hand-written kernels of `kernels/*.cu` for the rest.
 //!
 //! Layers of this module, bottom up:
+//! - [`device_error`]: CUDA and cuBLAS failures as [`crate::Error::Device`] (or out of memory).
+//! - [`module`]: loading the kernel modules (embedded PTX, or NVRTC from the embedded
+//!   sources) and the table of their functions.
 //! - [`runtime`]: finding the driver and cuBLAS (before anything can panic), the context, one
-//!   stream, one cuBLAS handle, device errors as [`crate::Error::Device`], host↔device copies.
-//! - [`kernels`]: loading the kernels (embedded PTX, or NVRTC from the embedded sources), their
-//!   launch configurations, and one checked wrapper per kernel, usable on its own (the GPU
-//!   tests call them one by one against their CPU twins in [`crate::model::cpu::ops`]).
+//!   stream, one cuBLAS handle, the loaded kernels, host↔device copies.
+//! - [`kernels`]: the kernels' launch configurations and one checked wrapper per kernel
+//!   (named as its kernel function; [`module::KERNEL_FUNCTIONS`] names each one's
+//!   `kernels/*.cu` file), usable on its own (the GPU tests
+//!   call them one by one against their CPU twins in [`crate::model::cpu::ops`]).
 //! - [`blas`]: the cuBLAS handle (destroyed without unwrapping) and the versioned-library pin.
 //! - [`gemm`]: `Y = X·Wᵀ` on row-major fp16 matrices through `cublasGemmEx`.
 //! - [`lt`]: the same product through cuBLASLt with an explicit algorithm; [`tune`]: the GEMM
@@ -34,16 +38,18 @@ use crate::model::Backend;
 use crate::weights::GteTensors;
 
 pub mod blas;
+pub mod device_error;
 pub mod gemm;
 pub mod kernels;
 pub mod lt;
 pub mod model;
+pub mod module;
 pub mod profile;
 pub mod runtime;
 pub mod tune;
 
-pub use kernels::KernelOrigin;
 pub use model::{AttentionChoice, AttentionPath, GpuModel, GpuOptions};
+pub use module::KernelOrigin;
 pub use runtime::{DeviceInfo, Gpu};
 
 /// Re-exported so callers (tests, tools) name the same buffer types the wrappers take.
@@ -64,5 +70,5 @@ pub fn load_backend(tensors: Arc<GteTensors>, index: usize, batch_tokens: Option
 /// How the CUDA kernels were built (shown by `crossrank info` and `--version`), e.g.
 /// "nvcc 13.0.88 (compute_80 PTX)" or "no nvcc at build time: NVRTC at run time".
 pub fn kernel_build_info() -> &'static str {
-    kernels::generated::KERNEL_BUILD_INFO
+    module::generated::KERNEL_BUILD_INFO
 }

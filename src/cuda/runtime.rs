@@ -1,27 +1,25 @@
 //! The CUDA runtime pieces: library probing, the context, its one stream and cuBLAS handle,
-//! device errors, host↔device copies.
+//! host↔device copies. Device errors are [`crate::cuda::device_error`]; loading the kernel
+//! modules is [`crate::cuda::module`].
 //!
 //! cudarc loads `libcuda` and `libcublas` lazily and *panics* when they are missing, so
 //! [`probe_libraries`] checks both with a plain `dlopen` before the first call into either,
 //! and turns their absence into an [`Error::Device`] that says what to do; cuBLAS and
 //! cuBLASLt are pinned by their versioned names first ([`crate::cuda::blas`]). Context
 //! creation is additionally wrapped in `catch_unwind` (a driver too old to export a symbol
-//! cudarc wants also panics). A PTX module that the driver's JIT refuses is reported with the
-//! JIT's own error log ([`load_module`]).
+//! cudarc wants also panics).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use cudarc::cublas::result::CublasError;
-use cudarc::driver::{
-    sys, CudaContext, CudaModule, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, DriverError,
-    ValidAsZeroBits,
-};
-use cudarc::nvrtc::Ptx;
+use cudarc::driver::{sys, CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, ValidAsZeroBits};
 
 use crate::cuda::blas::{pin_versioned, BlasHandle, CUBLASLT_VERSIONED, CUBLAS_VERSIONED};
 
-use crate::cuda::kernels::{KernelOrigin, Kernels};
+pub use crate::cuda::device_error::{describe_driver_error, load_error, DeviceResultExt};
+use crate::cuda::module::{KernelOrigin, Kernels};
+// Kept reachable here, where it lived before the module loading got its own file.
+pub use crate::cuda::module::load_module;
 use crate::error::{Error, Result};
 
 /// Shown when `libcuda.so` cannot be loaded.
@@ -51,91 +49,6 @@ pub fn probe_libraries() -> Result<()> {
     Ok(())
 }
 
-/// Loads a PTX module into `ctx`. When the driver refuses it, the module is compiled once
-/// more through `cuModuleLoadDataEx` with JIT log buffers, and the JIT's error log (which
-/// names the PTX line and what is wrong with it) is appended to the error.
-pub fn load_module(ctx: &Arc<CudaContext>, ptx: Ptx, what: impl Fn() -> String) -> Result<Arc<CudaModule>> {
-    // The text is kept for the diagnosis only (to_src panics on non-UTF-8 images: caught).
-    let text = catch_unwind(AssertUnwindSafe(|| ptx.to_src())).ok();
-    match ctx.load_module(ptx) {
-        Ok(module) => Ok(module),
-        Err(e) => {
-            let log = text.as_deref().map(|t| jit_error_log(ctx, t)).unwrap_or_default();
-            Err(with_jit_log(Err::<(), _>(e).device(&what).unwrap_err(), &log))
-        }
-    }
-}
-
-/// Bytes of each JIT log buffer.
-const JIT_LOG_BYTES: usize = 16 << 10;
-
-/// The JIT's error and info logs for `ptx` (empty when it loads after all).
-fn jit_error_log(ctx: &Arc<CudaContext>, ptx: &str) -> String {
-    use sys::CUjit_option as O;
-    let Ok(source) = std::ffi::CString::new(ptx) else {
-        return "the PTX holds a NUL byte".into();
-    };
-    if ctx.bind_to_thread().is_err() {
-        return String::new();
-    }
-    let mut error_log = vec![0u8; JIT_LOG_BYTES];
-    let mut info_log = vec![0u8; JIT_LOG_BYTES];
-    let mut options = [
-        O::CU_JIT_ERROR_LOG_BUFFER,
-        O::CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES,
-        O::CU_JIT_INFO_LOG_BUFFER,
-        O::CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES,
-        O::CU_JIT_LOG_VERBOSE,
-    ];
-    // Option values are pointer-sized: buffers by address, sizes and flags by value.
-    let mut values = [
-        error_log.as_mut_ptr().cast::<std::ffi::c_void>(),
-        std::ptr::without_provenance_mut(JIT_LOG_BYTES),
-        info_log.as_mut_ptr().cast::<std::ffi::c_void>(),
-        std::ptr::without_provenance_mut(JIT_LOG_BYTES),
-        std::ptr::without_provenance_mut(1),
-    ];
-    let mut module: sys::CUmodule = std::ptr::null_mut();
-    // SAFETY: `options` and `values` have the same length; the buffers outlive the call and
-    // their sizes are the ones passed.
-    let status = unsafe {
-        sys::cuModuleLoadDataEx(
-            &mut module,
-            source.as_ptr().cast(),
-            options.len() as std::ffi::c_uint,
-            options.as_mut_ptr(),
-            values.as_mut_ptr(),
-        )
-    };
-    if status == sys::CUresult::CUDA_SUCCESS && !module.is_null() {
-        // SAFETY: loaded just above, unloaded once.
-        let _ = unsafe { sys::cuModuleUnload(module) };
-    }
-    jit_log_text(&error_log, &info_log)
-}
-
-/// `error log | info log` from the JIT's NUL-terminated buffers, trimmed; empty parts left out.
-pub fn jit_log_text(error_log: &[u8], info_log: &[u8]) -> String {
-    let text = |buf: &[u8]| {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).trim().to_string()
-    };
-    [text(error_log), text(info_log)]
-        .into_iter()
-        .filter(|t| !t.is_empty())
-        .collect::<Vec<_>>()
-        .join(" | ")
-}
-
-/// Appends the JIT log to a device error's message.
-pub fn with_jit_log(e: Error, log: &str) -> Error {
-    match e {
-        Error::Device(msg) if !log.is_empty() => Error::Device(format!("{msg}; JIT log: {log}")),
-        Error::Device(msg) => Error::Device(format!("{msg}; the JIT left no log")),
-        other => other,
-    }
-}
-
 /// The decision of [`probe_libraries`], separated so it can be tested on any machine.
 pub fn check_libraries(driver_present: bool, cublas_present: bool) -> Result<()> {
     if !driver_present {
@@ -145,69 +58,6 @@ pub fn check_libraries(driver_present: bool, cublas_present: bool) -> Result<()>
         return Err(Error::Device(NO_CUBLAS.into()));
     }
     Ok(())
-}
-
-/// `CUDA_ERROR_NO_DEVICE (no CUDA-capable device is detected)`.
-pub fn describe_driver_error(e: DriverError) -> String {
-    let name = e
-        .error_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| format!("{:?}", e.0));
-    match e.error_string() {
-        Ok(text) => format!("{name} ({})", text.to_string_lossy()),
-        Err(_) => name,
-    }
-}
-
-/// Adds what was being done to CUDA and cuBLAS errors and makes them [`Error::Device`], or
-/// [`Error::DeviceOutOfMemory`] when the device ran out of memory (the engine then splits the
-/// batch; [`crate::cuda::GpuModel::load`] turns it back into `Device` so `Device::Auto` falls
-/// back to the CPU).
-pub trait DeviceResultExt<T> {
-    fn device(self, what: impl FnOnce() -> String) -> Result<T>;
-}
-
-impl<T> DeviceResultExt<T> for std::result::Result<T, DriverError> {
-    fn device(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| {
-            let msg = format!("{}: {}", what(), describe_driver_error(e));
-            match e.0 {
-                sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
-                    Error::DeviceOutOfMemory(format!("{msg}; lower --batch-tokens or free GPU memory"))
-                }
-                sys::CUresult::CUDA_ERROR_ILLEGAL_INSTRUCTION => Error::Device(format!(
-                    "{msg}; a kernel precondition trap (cr_require): a launch-configuration or shape bug"
-                )),
-                sys::CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION => Error::Device(format!(
-                    "{msg}; the PTX comes from an nvcc/NVRTC newer than this driver supports: build with \
-                     (or point LD_LIBRARY_PATH at) a CUDA toolkit no newer than the driver"
-                )),
-                _ => Error::Device(msg),
-            }
-        })
-    }
-}
-
-impl<T> DeviceResultExt<T> for std::result::Result<T, CublasError> {
-    fn device(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| {
-            let msg = format!("{}: cuBLAS {:?}", what(), e.0);
-            if e.0 == cudarc::cublas::sys::cublasStatus_t::CUBLAS_STATUS_ALLOC_FAILED {
-                Error::DeviceOutOfMemory(msg)
-            } else {
-                Error::Device(msg)
-            }
-        })
-    }
-}
-
-/// Errors of loading a model are all [`Error::Device`] (out of memory included), so that
-/// `Device::Auto` falls back to the CPU.
-pub fn load_error(e: Error) -> Error {
-    match e {
-        Error::DeviceOutOfMemory(msg) => Error::Device(format!("out of device memory while loading the model: {msg}")),
-        other => other,
-    }
 }
 
 /// Static facts about the device in use.
@@ -493,50 +343,6 @@ mod tests {
             Error::Device(String::new()).exit_code(),
             crate::error::exit_code::DEVICE
         );
-    }
-
-    #[test]
-    fn a_jit_failure_carries_the_jit_log() {
-        let mut err = b"ptxas application ptx input, line 7; error   : Unknown symbol 'x'\0garbage".to_vec();
-        err.resize(256, 0);
-        let info = b"  \0".to_vec();
-        let log = jit_log_text(&err, &info);
-        assert_eq!(log, "ptxas application ptx input, line 7; error   : Unknown symbol 'x'");
-        assert_eq!(jit_log_text(b"", b"info: 12 registers\0"), "info: 12 registers");
-        assert_eq!(jit_log_text(b"e\0", b"i\0"), "e | i");
-        // (DriverError::device() asks the driver for the error's name: the message is built here.)
-        let refused =
-            Error::Device("loading kernel module `rope` (PTX): CUDA_ERROR_INVALID_PTX (a PTX JIT failed)".into());
-        let e = with_jit_log(refused, &log);
-        match e {
-            Error::Device(msg) => {
-                assert!(
-                    msg.starts_with("loading kernel module `rope` (PTX): CUDA_ERROR_INVALID_PTX"),
-                    "{msg}"
-                );
-                assert!(
-                    msg.ends_with("JIT log: ptxas application ptx input, line 7; error   : Unknown symbol 'x'"),
-                    "{msg}"
-                );
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(with_jit_log(Error::Device("m".into()), ""), Error::Device(m) if m.ends_with("no log")));
-    }
-
-    #[test]
-    fn out_of_memory_is_its_own_error_except_while_loading() {
-        let oom: std::result::Result<(), CublasError> = Err(CublasError(
-            cudarc::cublas::sys::cublasStatus_t::CUBLAS_STATUS_ALLOC_FAILED,
-        ));
-        let e = oom.device(|| "gemm".into()).unwrap_err();
-        assert!(matches!(e, Error::DeviceOutOfMemory(_)), "{e:?}");
-        assert!(matches!(load_error(e), Error::Device(m) if m.contains("loading the model")));
-        let other: std::result::Result<(), CublasError> = Err(CublasError(
-            cudarc::cublas::sys::cublasStatus_t::CUBLAS_STATUS_EXECUTION_FAILED,
-        ));
-        assert!(matches!(other.device(|| "gemm".into()), Err(Error::Device(_))));
-        assert!(matches!(load_error(Error::Hub("x".into())), Error::Hub(_)));
     }
 
     /// On a machine without a driver (CI, the development machine) opening a GPU must be a

@@ -1,12 +1,15 @@
-//! `crossrank eval`: the reranking metrics of [`crate::eval`] on a labeled file, as a table on
+//! `crossrank eval`: the reranking metrics of [`crossrank::eval`] on a labeled file, as a table on
 //! stdout, optionally a JSON report and per-query rows.
 
 use clap::{ArgAction, Args};
 
-use crate::cli::{input_name, load_engine, open_input, resolve_format, AtomicOutput, RunArgs};
-use crate::error::{Error, Result};
-use crate::eval::{evaluate, read_samples, EvalOptions};
-use crate::progress::Progress;
+use crossrank::error::{Error, Result};
+use crossrank::eval::{evaluate, read_samples, EvalOptions};
+use crossrank::progress::Progress;
+use crossrank::records::{input_name, open_input};
+use crossrank::resume::AtomicOutput;
+
+use crate::args::{load_engine, resolve_format, RunArgs};
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
