@@ -34,7 +34,9 @@
 //!    the prefix, so it is exactly the corresponding word of the full text; the model encodes
 //!    words one by one, so their ids are equal too.
 //! 4. Only the prefix's *last* word may differ. The early exit keeps the words up to the first
-//!    one that brings the side to `max_length` tokens. If that word is not the prefix's last
+//!    one that brings the side to `max_length` tokens (a model-tokenized word, never a literal
+//!    added token: [`crate::tokenize::early_exit_len_with_added`]; the decision depends only
+//!    on the words up to it, so it is the same in the prefix). If that word is not the prefix's last
 //!    word (checked on the prefix's own encoding: tokens of a later word follow it), the full
 //!    text's early exit stops at the same word, with the same ids, so `longest_first` sees the
 //!    same lengths and keeps the same ids. Otherwise the prefix is not long enough: try a

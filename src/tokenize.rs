@@ -1,11 +1,14 @@
 //! Pair tokenization exactly as sentence-transformers' `CrossEncoder` does it (spec §4):
 //! `tokenizer(query, document, truncation="longest_first", max_length=N)` with the tokenizer's
-//! own pair template (`<s> A </s></s> B </s>` for XLM-R), all type ids 0.
+//! own pair template: `<s> A </s></s> B </s>` for XLM-R (all type ids 0), `[CLS] A [SEP] B [SEP]`
+//! for BERT (segment ids 0 up to the first `[SEP]`, 1 after it), whatever the file's
+//! post-processor says.
 //!
 //! Each side is encoded on its own (what `tokenizers` does inside a pair encoding), then cut
 //! by the `longest_first` rule of `tokenizers` and wrapped in the template. Splitting it this
 //! way lets callers encode a repeated query once and reuse its ids.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -74,12 +77,22 @@ pub fn longest_first(len_a: usize, len_b: usize, budget: usize) -> (usize, usize
 /// which decides which side gets the odd token when both must be cut. `word_ids` holds the split
 /// index of each token; a token without one counts as its own split.
 pub fn early_exit_len(word_ids: &[Option<u32>], max_length: usize) -> usize {
+    early_exit_len_with_added(word_ids, &[], max_length)
+}
+
+/// [`early_exit_len`] for a side whose text holds added tokens (`[MASK]`, `<pad>`, ... written
+/// out literally): `added[i]` says token `i` is such a split. Their tokens count, but the early
+/// exit only stops after a split the model tokenized, never right after an added token (as
+/// Python `tokenizers` 0.23.2 does: `[MASK]` x 6 then `hello` keeps 7 tokens at max_length 4).
+/// An empty `added` means none.
+pub fn early_exit_len_with_added(word_ids: &[Option<u32>], added: &[bool], max_length: usize) -> usize {
     if word_ids.len() <= max_length {
         return word_ids.len();
     }
     for (i, pair) in word_ids.windows(2).enumerate() {
         let ends_split = pair[0].is_none() || pair[0] != pair[1];
-        if i + 1 >= max_length && ends_split {
+        let is_added = added.get(i).copied().unwrap_or(false);
+        if i + 1 >= max_length && ends_split && !is_added {
             return i + 1;
         }
     }
@@ -92,11 +105,29 @@ pub struct PairTemplate {
     pub prefix: Vec<u32>,
     pub middle: Vec<u32>,
     pub suffix: Vec<u32>,
+    /// Segment ids of each part; `None` when the template gives every token segment 0.
+    pub segments: Option<PairSegments>,
+}
+
+/// Segment (token type) ids a pair template assigns, part by part (BERT: prefix `[CLS]` 0,
+/// query 0, middle `[SEP]` 0, document 1, suffix `[SEP]` 1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PairSegments {
+    pub prefix: Vec<u32>,
+    pub query: u32,
+    pub middle: Vec<u32>,
+    pub document: u32,
+    pub suffix: Vec<u32>,
 }
 
 impl PairTemplate {
     pub fn num_special(&self) -> usize {
         self.prefix.len() + self.middle.len() + self.suffix.len()
+    }
+
+    /// Whether any token of a pair gets a segment id other than 0.
+    pub fn uses_segments(&self) -> bool {
+        self.segments.is_some()
     }
 }
 
@@ -111,6 +142,8 @@ pub struct PairTokenizer {
     max_id: u32,
     /// Exact pre-truncation of long sides, where the tokenizer's pipeline allows it.
     pretruncation: std::result::Result<PreTruncation, String>,
+    /// Added tokens (id -> content), to tell a literal `[MASK]` in the text from model output.
+    added: Arc<HashMap<u32, String>>,
 }
 
 /// `model_max_length` from tokenizer_config.json, if the file exists and holds a usable one.
@@ -143,6 +176,11 @@ impl PairTokenizer {
         let template = probe_template(&inner).map_err(|msg| Error::tokenizer(path, msg))?;
         let max_id = inner.get_vocab(true).values().copied().max().unwrap_or(0);
         let pretruncation = PreTruncation::for_tokenizer(&inner);
+        let added = inner
+            .get_added_tokens_decoder()
+            .into_iter()
+            .map(|(id, token)| (id, token.content))
+            .collect();
         let tok = PairTokenizer {
             inner: Arc::new(inner),
             path: path.to_path_buf(),
@@ -150,6 +188,7 @@ impl PairTokenizer {
             max_length: 0,
             max_id,
             pretruncation,
+            added: Arc::new(added),
         };
         tok.with_max_length(max_length)
     }
@@ -222,7 +261,7 @@ impl PairTokenizer {
                 Cut::Full => return self.encode_full(text),
                 Cut::Bound(p) => {
                     let encoding = self.encode_with_words(&text[..p])?;
-                    let keep = early_exit_len(encoding.get_word_ids(), self.max_length);
+                    let keep = self.early_exit(&encoding, &text[..p]);
                     return Ok(Side {
                         ids: encoding.get_ids()[..keep].to_vec(),
                         precut: true,
@@ -230,7 +269,7 @@ impl PairTokenizer {
                 }
                 Cut::Boundary(p) => {
                     let encoding = self.encode_with_words(&text[..p])?;
-                    let keep = early_exit_len(encoding.get_word_ids(), self.max_length);
+                    let keep = self.early_exit(&encoding, &text[..p]);
                     // Exact when a later word follows the one the early exit stops at.
                     if keep < encoding.len() {
                         return Ok(Side {
@@ -248,6 +287,27 @@ impl PairTokenizer {
             ids: last.unwrap_or_default(),
             precut: true,
         })
+    }
+
+    /// [`early_exit_len_with_added`] on an encoding of `text`: a token is an added-token split
+    /// when its id is an added token's and the text it covers is that token's content (a
+    /// WordPiece `[UNK]` for an unknown word has the id but covers the word).
+    fn early_exit(&self, encoding: &Encoding, text: &str) -> usize {
+        let ids = encoding.get_ids();
+        let offsets = encoding.get_offsets();
+        let added: Vec<bool> = if self.added.is_empty() {
+            Vec::new()
+        } else {
+            ids.iter()
+                .zip(offsets)
+                .map(|(id, &(start, end))| {
+                    self.added
+                        .get(id)
+                        .is_some_and(|content| text.get(start..end).map(str::trim) == Some(content.trim()))
+                })
+                .collect()
+        };
+        early_exit_len_with_added(encoding.get_word_ids(), &added, self.max_length)
     }
 
     fn encode_with_words(&self, text: &str) -> Result<Encoding> {
@@ -269,7 +329,7 @@ impl PairTokenizer {
         }
         // Rare (only sides that get truncated): `encode_fast` leaves out the split indices.
         let encoding = self.encode_with_words(text)?;
-        let keep = early_exit_len(encoding.get_word_ids(), self.max_length);
+        let keep = self.early_exit(&encoding, text);
         Ok(Side {
             ids: encoding.get_ids()[..keep].to_vec(),
             precut: false,
@@ -287,9 +347,21 @@ impl PairTokenizer {
         ids.extend_from_slice(&t.middle);
         ids.extend_from_slice(&document[..nb]);
         ids.extend_from_slice(&t.suffix);
+        let type_ids = match &t.segments {
+            None => Vec::new(),
+            Some(seg) => {
+                let mut types = Vec::with_capacity(ids.len());
+                types.extend_from_slice(&seg.prefix);
+                types.resize(types.len() + na, seg.query);
+                types.extend_from_slice(&seg.middle);
+                types.resize(types.len() + nb, seg.document);
+                types.extend_from_slice(&seg.suffix);
+                types
+            }
+        };
         EncodedPair {
             ids,
-            type_ids: Vec::new(),
+            type_ids,
             truncated: na < query.len() || nb < document.len(),
         }
     }
@@ -311,7 +383,9 @@ impl PairTokenizer {
 }
 
 /// Finds the pair template by running the tokenizer's post-processor on two one-token
-/// marker sequences and reading where they land.
+/// marker sequences and reading where they land, and which segment id each position gets
+/// (TemplateProcessing's `type_id`s; BertProcessing and RobertaProcessing imply theirs: 0/1
+/// and all 0). Every token of one side gets the same segment id in all of them.
 fn probe_template(tok: &Tokenizer) -> std::result::Result<PairTemplate, String> {
     const MARK_A: u32 = u32::MAX - 1;
     const MARK_B: u32 = u32::MAX - 2;
@@ -328,15 +402,22 @@ fn probe_template(tok: &Tokenizer) -> std::result::Result<PairTemplate, String> 
     if a > b || ids.iter().filter(|&&i| i == MARK_A || i == MARK_B).count() != 2 {
         return Err("post-processor reorders or repeats the sides of a pair".into());
     }
-    if let Some(t) = encoding.get_type_ids().iter().find(|&&t| t != 0) {
-        return Err(format!(
-            "pair template assigns token type id {t}; crossrank supports models whose template uses type id 0 only"
-        ));
+    let types = encoding.get_type_ids();
+    if types.len() != ids.len() {
+        return Err("post-processor gives a segment id list of the wrong length".into());
     }
+    let segments = types.iter().any(|&t| t != 0).then(|| PairSegments {
+        prefix: types[..a].to_vec(),
+        query: types[a],
+        middle: types[a + 1..b].to_vec(),
+        document: types[b],
+        suffix: types[b + 1..].to_vec(),
+    });
     Ok(PairTemplate {
         prefix: ids[..a].to_vec(),
         middle: ids[a + 1..b].to_vec(),
         suffix: ids[b + 1..].to_vec(),
+        segments,
     })
 }
 
@@ -375,6 +456,25 @@ mod tests {
         assert_eq!(early_exit_len(&words(&[0, 1, 1, 1, 1]), 2), 5);
         // tokens without a split index count one by one
         assert_eq!(early_exit_len(&[None, None, None, None], 2), 2);
+    }
+
+    #[test]
+    fn early_exit_never_stops_right_after_an_added_token() {
+        let words = |w: &[u32]| w.iter().map(|&x| Some(x)).collect::<Vec<_>>();
+        // `[MASK]` x 6 then `hello world`, max_length 4: the masks count, the exit comes after `hello`.
+        let added = [true, true, true, true, true, true, false, false];
+        assert_eq!(
+            early_exit_len_with_added(&words(&[0, 1, 2, 3, 4, 5, 6, 7]), &added, 4),
+            7
+        );
+        // `a b c [MASK] d e f`: the exit is after `d`, not after the mask that reaches 4.
+        let added = [false, false, false, true, false, false, false];
+        assert_eq!(early_exit_len_with_added(&words(&[0, 1, 2, 3, 4, 5, 6]), &added, 4), 5);
+        // `a b c d [MASK] e f`: `d` reaches 4 and is model output: the exit is there.
+        let added = [false, false, false, false, true, false, false];
+        assert_eq!(early_exit_len_with_added(&words(&[0, 1, 2, 3, 4, 5, 6]), &added, 4), 4);
+        // no added tokens: the plain rule
+        assert_eq!(early_exit_len_with_added(&words(&[0, 1, 2, 3, 4]), &[], 3), 3);
     }
 
     #[test]

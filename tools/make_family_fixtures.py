@@ -588,6 +588,10 @@ own position ids. `logit_numpy`: independent float64 numpy forward. `score` = si
 
 - padded SDPA float32 batches of 8 vs one-by-one eager: {batch_diff:.1e}.
 - sentence-transformers {_version('sentence_transformers')} `CrossEncoder` on this directory: {st['summary']}.
+  (Where ids differ, transformers' tokenizer classes are the cause: an empty document is encoded
+  as a single sequence, `<s> q </s>` / `[CLS] q [SEP]`, not as the pair tokenizer.json gives;
+  `XLMRobertaTokenizer` drops the `▁` before a literal `<pad>`. The reference is tokenizer.json
+  as Python `tokenizers` reads it.)
 - logits: mean {logits.mean():+.3f}, std {logits.std():.3f}, range [{logits.min():+.3f}, {logits.max():+.3f}]
   (the last bias was shifted once so the median short-case logit is ~0).
 

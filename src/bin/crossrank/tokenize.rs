@@ -1,4 +1,5 @@
-//! `crossrank tokenize`: the token ids of each pair after truncation, as JSONL.
+//! `crossrank tokenize`: the token ids of each pair after truncation, as JSONL, with the
+//! segment ids beside them for tokenizers whose pair template uses them (BERT).
 
 use clap::Args;
 use serde_json::json;
@@ -35,7 +36,13 @@ pub fn run(args: TokenizeArgs) -> Result<()> {
         let record =
             crossrank::records::parse_record(format, line, raw).map_err(|msg| Error::input(&name, line, msg))?;
         let encoded = tokenizer.encode_pair(&record.query, &record.document)?;
-        writeln!(output.writer(), "{}", json!({"input_ids": encoded.ids})).map_err(|e| Error::io(&args.output, e))?;
+        // Segment ids only for templates that use them (BERT), so gte/XLM-R output is unchanged.
+        let line = if tokenizer.template().uses_segments() {
+            json!({"input_ids": encoded.ids, "token_type_ids": encoded.type_ids})
+        } else {
+            json!({"input_ids": encoded.ids})
+        };
+        writeln!(output.writer(), "{line}").map_err(|e| Error::io(&args.output, e))?;
     }
     output.commit()
 }
