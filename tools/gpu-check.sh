@@ -120,9 +120,9 @@ sanitize() {
 # 65,536-sequence grid split (minutes under the tool); racecheck/synccheck: the attention
 # kernels, the ones with shared-memory tiles and barriers.
 # (No --leak-check: the tests keep one device open for the whole process by design.)
-sanitize memcheck 50 '^(attention_(flash_matches|flash_accepts|reference|cls)|embedding|qkv|bias|gated|cls|gemm)' \
+sanitize memcheck 50 '^(attention_(flash_matches|flash_accepts|flash_head_dim|reference|cls)|embedding|qkv|bias|add_bias|gated|cls|gemm)' \
     "--tool memcheck"
-ATTENTION_TESTS='^attention_(flash_matches_cpu|reference_matches_cpu|cls_matches)'
+ATTENTION_TESTS='^attention_(flash_matches_cpu|flash_head_dim_32|reference_matches_cpu|cls_matches|cls_head_dim_32)'
 sanitize racecheck 30 "$ATTENTION_TESTS" "--tool racecheck --racecheck-report hazard"
 sanitize synccheck 20 "$ATTENTION_TESTS" "--tool synccheck"
 
