@@ -22,6 +22,7 @@ use crate::model::{Backend, Precision};
 use crate::weights::{Checkpoint, ModelTensors, NameScheme, Param};
 
 pub mod abs_encoder;
+pub mod abs_encoder_cuda;
 pub mod bert;
 pub mod gte;
 pub mod xlm_roberta;
