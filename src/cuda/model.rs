@@ -1,7 +1,9 @@
 //! The device plumbing every family's CUDA forward shares: options ([`GpuOptions`],
 //! [`AttentionChoice`]), workspace sizing and growth, batch validation, weight uploads through
 //! one staging buffer ([`Uploader`]) and the per-pass state (profiler, GEMM tuner). The gte
-//! forward on top of it is `crate::arch::gte::cuda` (re-exported as `crate::cuda::GpuModel`).
+//! forward on top of it is `crate::arch::gte::cuda` (re-exported as `crate::cuda::GpuModel`),
+//! the BERT / XLM-RoBERTa one `crate::arch::abs_encoder_cuda`; each picks its buffer shapes
+//! with a [`WorkspaceLayout`].
 //!
 //! Memory (spec §2.3): the GEMM matrices (qkv, o, up_gate, down) and the word-embedding table
 //! are uploaded once as fp16, converted chunk by chunk from the memory map through one
