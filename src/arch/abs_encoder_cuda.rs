@@ -355,8 +355,9 @@ impl AbsEncoderGpu {
         let State {
             ws, profiler, tuner, ..
         } = &mut *guard;
-        let io = pack_inputs(batch, cfg, self.positions, self.segments, &mut ws.host_inputs)?;
+        // Growth first: a regrown workspace comes with a fresh host staging buffer.
         ws.ensure_capacity(gpu, n, self.layout)?;
+        let io = pack_inputs(batch, cfg, self.positions, self.segments, &mut ws.host_inputs)?;
         let mut pass = Pass {
             gpu,
             profiler: profiler.as_mut(),
