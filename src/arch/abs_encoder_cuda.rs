@@ -749,6 +749,24 @@ mod tests {
         assert!(msg.contains("position, segment id"), "{msg}");
     }
 
+    /// Without a usable GPU, loading either family on CUDA is a device error (which
+    /// `Device::Auto` turns into the CPU fallback), never another kind of failure.
+    #[test]
+    fn load_cuda_is_a_device_error_or_a_model() {
+        for name in ["bert-tiny", "xlmr-tiny"] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name);
+            let files = crate::engine::ModelFiles::open(&dir, None).unwrap();
+            let family = files.config.family;
+            match family.load_cuda(Arc::clone(&files.tensors), 0, &GpuOptions::default()) {
+                Ok(m) => assert!(m.describe().contains(family.name()), "{}", m.describe()),
+                Err(Error::Device(msg)) => assert!(!msg.is_empty()),
+                Err(other) => panic!("{name}: load_cuda failed with a non-device error: {other}"),
+            }
+        }
+    }
+
     #[test]
     fn shapes_the_kernels_support() {
         // The fixtures (hidden 128 / 2 heads of 64 / MLP 160; hidden 96 / 3 of 32 / 200),
@@ -763,5 +781,23 @@ mod tests {
             "{err}"
         );
         check_gpu_shape(&bert_cfg()).unwrap();
+    }
+
+    /// The fp16 twin follows the GPU's attention choice at head_dim 32 (flash, as at 64).
+    #[test]
+    fn the_twin_models_flash_attention_at_head_dim_32() {
+        use crate::cuda::AttentionChoice;
+        use crate::model::cpu_fp16::{AttentionModel, Fp16Options};
+        let bert = bert_cfg();
+        assert_eq!(bert.head_dim, 32);
+        assert_eq!(Fp16Options::like_gpu(&bert, 1).attention, AttentionModel::Flash);
+        assert_eq!(
+            AttentionModel::like_gpu(AttentionChoice::Reference, 32),
+            AttentionModel::Reference
+        );
+        assert_eq!(
+            AttentionChoice::Auto.resolve(bert.head_dim).unwrap(),
+            AttentionPath::Flash
+        );
     }
 }
