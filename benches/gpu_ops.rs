@@ -8,10 +8,11 @@
 //! - kernels (`gpu_kernels`, bytes/s of the minimum traffic: every input read once, every
 //!   output written once) on a 16,384-token batch of 40-token sequences and a 4,096-token
 //!   one: embedding_layernorm, qkv_bias_rope, bias_residual_layernorm, gated_gelu,
-//!   attention_cls, cls_pooler_classifier;
+//!   attention_cls, cls_pooler_classifier, and the absolute-position encoders' kernels
+//!   embedding_abs_layernorm, add_bias_rows (QKV) and bias_gelu (at the same shapes);
 //! - attention (`gpu_attention`, FLOP/s of QKᵀ and PV, `4·L²·hidden` per sequence; criterion
 //!   prints them as elem/s): flash at sequence lengths 40, 128 and 512, the fp32 reference at
-//!   40, both token counts;
+//!   40, both token counts; the same at head_dim 32 (24 heads, the same FLOPs);
 //! - GEMMs (`gpu_gemm`, FLOP/s `2·n·in·out`) through `cublasGemmEx` (the default path) for the
 //!   four layer shapes at 2k, 4k, 8k, 16k and 32k tokens;
 //! - before criterion, a cuBLASLt sweep (`CROSSRANK_BENCH_SWEEP=0` skips it): the GEMM
@@ -426,6 +427,85 @@ fn kernels(c: &mut Criterion, bench: &Bench<'_>, tokens: usize) {
         });
     }
 
+    // Absolute-position encoders (BERT, XLM-R): embedding with position + segment rows, the
+    // plain QKV bias add in place, bias + erf GELU in place on [n, I].
+    {
+        let word = up16(gpu, &random_f16(VOCAB * H, 8, 1.0));
+        let pos_emb = up16(gpu, &random_f16(514 * H, 9, 0.5));
+        let type_emb = up16(gpu, &random_f16(2 * H, 10, 0.3));
+        let types: Vec<u32> = positions.iter().map(|&p| u32::from(p >= 20)).collect();
+        let d_types = upu(gpu, &types);
+        let bytes = 3 * 4 * n + 3 * 2 * H * n;
+        let sets = rotation_sets(bytes);
+        let ids: Vec<_> = (0..sets)
+            .map(|i| upu(gpu, &random_ids(n, 200 + i as u64, VOCAB)))
+            .collect();
+        let mut out: Vec<_> = (0..sets).map(|_| zeros16(gpu, n * H)).collect();
+        let rows = crossrank::cuda::kernels::EmbeddingTableRows {
+            vocab: VOCAB,
+            positions: 514,
+            types: 2,
+        };
+        bench_one(
+            c,
+            bench,
+            group,
+            "embedding_abs_layernorm",
+            n,
+            Work::Bytes(bytes as f64),
+            sets,
+            |i| {
+                gpu.embedding_abs_layernorm(
+                    &ids[i],
+                    &d_pos,
+                    &d_types,
+                    &word,
+                    &pos_emb,
+                    &type_emb,
+                    &gamma,
+                    &beta,
+                    &mut out[i],
+                    n,
+                    H,
+                    rows,
+                    EPS,
+                    None,
+                )
+                .expect("embedding_abs_layernorm")
+            },
+        );
+    }
+    {
+        let bias = up32(gpu, &random_f32(3 * H, 13, 1e-3));
+        let bytes = 2 * 2 * 3 * H * n;
+        let sets = rotation_sets(bytes);
+        let mut qkv: Vec<_> = (0..sets)
+            .map(|i| up16(gpu, &random_f16(n * 3 * H, 210 + i as u64, 1.0)))
+            .collect();
+        bench_one(
+            c,
+            bench,
+            group,
+            "add_bias_rows_qkv",
+            n,
+            Work::Bytes(bytes as f64),
+            sets,
+            |i| gpu.add_bias_rows(&mut qkv[i], &bias, n, 3 * H).expect("add_bias_rows"),
+        );
+    }
+    {
+        // GELU of GELU of ... stays bounded (gelu(x) <= max(x, 0)); a small bias.
+        let bias = up32(gpu, &random_f32(I, 14, 1e-3));
+        let bytes = 2 * 2 * I * n;
+        let sets = rotation_sets(bytes);
+        let mut act: Vec<_> = (0..sets)
+            .map(|i| up16(gpu, &random_f16(n * I, 220 + i as u64, 2.0)))
+            .collect();
+        bench_one(c, bench, group, "bias_gelu", n, Work::Bytes(bytes as f64), sets, |i| {
+            gpu.bias_gelu(&mut act[i], &bias, n, I).expect("bias_gelu")
+        });
+    }
+
     // attention_cls: the CLS query against all keys of its sequence (bytes: K, V, q, out).
     {
         let bytes = 2 * 2 * H * n + 2 * 2 * H * s;
@@ -515,6 +595,35 @@ fn attention(c: &mut Criterion, bench: &Bench<'_>, tokens: usize) {
                 gpu.attention_reference(&qkv[i], &mut ctx[i], &d_cu, s, n, HEADS, D)
                     .expect("attention_reference")
             });
+        }
+        // head_dim 32 (MiniLM's head size) at the same hidden size: 24 heads, the same FLOPs.
+        bench_one(c, bench, group, &format!("flash_d32_seq{seq}"), n, work, sets, |i| {
+            gpu.attention_flash_with_head_dim(
+                &qkv[i].as_view(),
+                &mut ctx[i].as_view_mut(),
+                &cu_view,
+                s,
+                n,
+                seq,
+                H / 32,
+                32,
+            )
+            .expect("attention_flash d32")
+        });
+        if seq == 40 {
+            bench_one(
+                c,
+                bench,
+                group,
+                &format!("reference_d32_seq{seq}"),
+                n,
+                work,
+                sets,
+                |i| {
+                    gpu.attention_reference(&qkv[i], &mut ctx[i], &d_cu, s, n, H / 32, 32)
+                        .expect("attention_reference d32")
+                },
+            );
         }
     }
 }

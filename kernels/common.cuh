@@ -5,6 +5,7 @@
 //   - warp and block reductions (sum / max) in fp32;
 //   - 128-bit vector load/store of 8 fp16 values converted to/from 8 fp32 values;
 //   - 2 x float4 load of 8 fp32 values (biases, LayerNorm gamma/beta);
+//   - the exact erf GELU (gated_gelu.cu, bias.cu);
 //   - -inf without <math.h>.
 //
 // NVRTC rule for this whole directory: include nothing but our own .cuh files. NVRTC ships
@@ -115,6 +116,15 @@ __device__ __forceinline__ void cr_load_float8_ro(const float* p, float f[8]) {
     const float4 b = __ldg(reinterpret_cast<const float4*>(p) + 1);
     f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w;
     f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+}
+
+// ---------------------------------------------------------------------------------------
+// GELU
+
+// gelu_erf(g) = 0.5 * g * (1 + erf(g / sqrt(2))): the exact erf GELU (HF "gelu"), with the
+// accurate erff. 0.70710678118654752 = 1/sqrt(2).
+__device__ __forceinline__ float cr_gelu_erf(float g) {
+    return 0.5f * g * (1.0f + erff(g * 0.70710678118654752f));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@
 //   ug   f16 [n_rows, 2*inter]
 //   out  f16 [n_rows, inter]
 //
-// Math: fp32 with the accurate erff (no --use_fast_math, no tanh approximation), the product
-// in fp32, one rounding to fp16. This is the largest-magnitude intermediate of the block,
+// Math: fp32 with the accurate erff (cr_gelu_erf in common.cuh; no --use_fast_math, no tanh
+// approximation), the product in fp32, one rounding to fp16. This is the largest-magnitude intermediate of the block,
 // hence no fp16 arithmetic here.
 //
 // Launch (variant 1: one thread per 8 outputs, 128-bit loads/stores, grid-stride loop):
@@ -23,11 +23,6 @@
 // Preconditions: inter % 8 == 0; n_rows * inter / 8 < 2^31; ug and out 16-byte aligned and
 // must not overlap.
 #include "common.cuh"
-
-__device__ __forceinline__ float gelu_erf(float g) {
-    // 0.70710678118654752 = 1/sqrt(2)
-    return 0.5f * g * (1.0f + erff(g * 0.70710678118654752f));
-}
 
 extern "C" __global__ void __launch_bounds__(256)
 gated_gelu(const cr_half* __restrict__ ug, cr_half* __restrict__ out, int n_rows, int inter) {
@@ -43,7 +38,7 @@ gated_gelu(const cr_half* __restrict__ ug, cr_half* __restrict__ out, int n_rows
         cr_load_half8_ro(src, up);
         cr_load_half8_ro(src + inter, gate);
 #pragma unroll
-        for (int k = 0; k < 8; ++k) o[k] = gelu_erf(gate[k]) * up[k];
+        for (int k = 0; k < 8; ++k) o[k] = cr_gelu_erf(gate[k]) * up[k];
         cr_store_half8(out + (size_t)row * (size_t)inter + col, o);
     }
 }

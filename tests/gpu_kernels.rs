@@ -754,3 +754,347 @@ fn nvrtc_fallback_compiles_every_kernel() {
     ops::gated_gelu(&ug, inter, &mut want);
     assert_close("gated_gelu (NVRTC build)", &down16(&nvrtc, &d_out), &want, 1e-3, 2e-3);
 }
+
+// ---------------------------------------------------------------------------------------
+// Absolute-position encoders (BERT, XLM-RoBERTa): embedding with position + segment rows,
+// QKV bias without RoPE, bias + plain GELU, and head_dim 32 attention (MiniLM)
+
+/// Odd packed layouts from 1 to 300 tokens per sequence.
+const ABS_LENGTHS: &[&[usize]] = &[&[1], &[17, 40], &[3, 300, 65, 1], &[129, 64, 63, 200]];
+
+/// Segment ids as a BERT pair template gives them: the first part 0, the rest 1.
+fn pair_type_ids(lengths: &[usize]) -> Vec<u32> {
+    lengths
+        .iter()
+        .flat_map(|&l| (0..l).map(move |i| u32::from(i >= l.div_ceil(2))))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: run with --ignored"]
+fn embedding_abs_layernorm_matches_cpu() {
+    use crossrank::cuda::kernels::EmbeddingTableRows;
+    let gpu = gpu();
+    let mut rng = Rng::new(17);
+    // (hidden, vocab, position rows, type rows, position offset): BERT-like (positions from
+    // 0, two segments) and XLM-R-like (positions from padding_idx + 1 = 2, one segment).
+    for (hidden, vocab, n_pos, n_types, offset) in [
+        (96usize, 301usize, 512usize, 2usize, 0u32),
+        (384, 1000, 512, 2, 0),
+        (1024, 500, 514, 1, 2),
+        (384, 77, 8194, 1, 2),
+    ] {
+        let word = rng.normal_f16(vocab * hidden, 0.0, 1.0);
+        let pos_emb = rng.normal_f16(n_pos * hidden, 0.0, 0.5);
+        let type_emb = rng.normal_f16(n_types * hidden, 0.0, 0.3);
+        let gamma = rng.normal_f32(hidden, 1.0, 0.1);
+        let beta = rng.normal_f32(hidden, 0.0, 0.05);
+        let (d_word, d_pos_emb, d_type_emb) = (up16(&gpu, &word), up16(&gpu, &pos_emb), up16(&gpu, &type_emb));
+        let (d_gamma, d_beta) = (gpu.upload(&gamma).unwrap(), gpu.upload(&beta).unwrap());
+        let mut cases: Vec<(Vec<u32>, Vec<u32>)> = Vec::new();
+        for &lengths in ABS_LENGTHS {
+            let (_, pos0) = pack(lengths);
+            let types = if n_types > 1 {
+                pair_type_ids(lengths)
+            } else {
+                vec![0; pos0.len()]
+            };
+            cases.push((pos0.iter().map(|p| p + offset).collect(), types));
+        }
+        // The last position row is reachable (8,192 tokens after XLM-R's offset of 2).
+        let last = (n_pos as u32 - 3..n_pos as u32).collect::<Vec<u32>>();
+        cases.push((last.clone(), vec![n_types as u32 - 1; last.len()]));
+        for (positions, type_ids) in cases {
+            let n = positions.len();
+            let ids: Vec<u32> = (0..n).map(|_| rng.below(vocab as u64) as u32).collect();
+            let mut d_out = gpu.alloc_zeros::<f16>(n * hidden).unwrap();
+            let mut flag = gpu.alloc_zeros::<i32>(1).unwrap();
+            gpu.embedding_abs_layernorm(
+                &gpu.upload(&ids).unwrap(),
+                &gpu.upload(&positions).unwrap(),
+                &gpu.upload(&type_ids).unwrap(),
+                &d_word,
+                &d_pos_emb,
+                &d_type_emb,
+                &d_gamma,
+                &d_beta,
+                &mut d_out,
+                n,
+                hidden,
+                EmbeddingTableRows {
+                    vocab,
+                    positions: n_pos,
+                    types: n_types,
+                },
+                1e-12,
+                Some(&mut flag.as_view_mut()),
+            )
+            .unwrap();
+            let got = down16(&gpu, &d_out);
+            let mut want = vec![0.0f32; n * hidden];
+            ops::embedding_abs_layernorm(
+                |id, dst| dst.copy_from_slice(&word[id * hidden..(id + 1) * hidden]),
+                &pos_emb,
+                &type_emb,
+                &ids,
+                &positions,
+                &type_ids,
+                &gamma,
+                &beta,
+                1e-12,
+                &mut want,
+            );
+            assert_close(
+                &format!(
+                    "embedding_abs_layernorm h={hidden} n={n} positions {}..={} types<{n_types}",
+                    positions[0],
+                    positions.iter().max().unwrap()
+                ),
+                &got,
+                &want,
+                LN_ABS,
+                LN_REL,
+            );
+            assert_eq!(gpu.download(&flag).unwrap(), vec![0], "error flag set for valid rows");
+        }
+    }
+}
+
+/// An id, position or type past its table reads a zero row (finite output) and sets bit 0,
+/// 1 or 2 of the flag.
+#[test]
+#[ignore = "needs a CUDA GPU: run with --ignored"]
+fn embedding_abs_layernorm_flags_out_of_range_rows() {
+    use crossrank::cuda::kernels::EmbeddingTableRows;
+    let gpu = gpu();
+    let mut rng = Rng::new(18);
+    let (hidden, vocab, n_pos, n_types) = (96, 50, 40, 2);
+    let word = rng.normal_f16(vocab * hidden, 0.0, 1.0);
+    let pos_emb = rng.normal_f16(n_pos * hidden, 0.0, 0.5);
+    let type_emb = rng.normal_f16(n_types * hidden, 0.0, 0.3);
+    let gamma = rng.normal_f32(hidden, 1.0, 0.1);
+    let beta = rng.normal_f32(hidden, 0.0, 0.05);
+    let ids = vec![3u32, 50, 7, 9, u32::MAX];
+    let positions = vec![0u32, 1, 40, 2, 3];
+    let type_ids = vec![1u32, 0, 0, 2, 1];
+    let n = ids.len();
+    let mut d_out = gpu.alloc_zeros::<f16>(n * hidden).unwrap();
+    let mut flag = gpu.alloc_zeros::<i32>(1).unwrap();
+    gpu.embedding_abs_layernorm(
+        &gpu.upload(&ids).unwrap(),
+        &gpu.upload(&positions).unwrap(),
+        &gpu.upload(&type_ids).unwrap(),
+        &up16(&gpu, &word),
+        &up16(&gpu, &pos_emb),
+        &up16(&gpu, &type_emb),
+        &gpu.upload(&gamma).unwrap(),
+        &gpu.upload(&beta).unwrap(),
+        &mut d_out,
+        n,
+        hidden,
+        EmbeddingTableRows {
+            vocab,
+            positions: n_pos,
+            types: n_types,
+        },
+        1e-12,
+        Some(&mut flag.as_view_mut()),
+    )
+    .unwrap();
+    assert_eq!(
+        gpu.download(&flag).unwrap(),
+        vec![1 | 2 | 4],
+        "bits 0, 1 and 2 must be set"
+    );
+    // The twin on tables with one extra zero row, which every out-of-range index points at.
+    let zero_row = |table: &[f32]| [table, &vec![0.0; hidden][..]].concat();
+    let clamp = |v: &[u32], rows: usize| v.iter().map(|&x| x.min(rows as u32)).collect::<Vec<u32>>();
+    let mut want = vec![0.0f32; n * hidden];
+    ops::embedding_abs_layernorm(
+        |id, dst| {
+            if id < vocab {
+                dst.copy_from_slice(&word[id * hidden..(id + 1) * hidden])
+            } else {
+                dst.fill(0.0)
+            }
+        },
+        &zero_row(&pos_emb),
+        &zero_row(&type_emb),
+        &ids,
+        &clamp(&positions, n_pos),
+        &clamp(&type_ids, n_types),
+        &gamma,
+        &beta,
+        1e-12,
+        &mut want,
+    );
+    assert_close(
+        "embedding_abs_layernorm with out-of-range rows",
+        &down16(&gpu, &d_out),
+        &want,
+        LN_ABS,
+        LN_REL,
+    );
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: run with --ignored"]
+fn add_bias_rows_matches_cpu() {
+    let gpu = gpu();
+    let mut rng = Rng::new(19);
+    // QKV rows of hidden 96, 384 and 1024, and an odd multiple of 8.
+    for width in [3 * 96usize, 3 * 384, 3 * 1024, 8 * 37] {
+        for rows in [1usize, 17, 300, 513] {
+            let x = rng.normal_f16(rows * width, 0.0, 2.0);
+            let bias = rng.normal_f32(width, 0.0, 0.5);
+            let mut d_x = up16(&gpu, &x);
+            gpu.add_bias_rows(&mut d_x, &gpu.upload(&bias).unwrap(), rows, width)
+                .unwrap();
+            let mut want = x.clone();
+            ops::add_bias_rows(&mut want, &bias);
+            assert_close(
+                &format!("add_bias_rows width={width} rows={rows}"),
+                &down16(&gpu, &d_x),
+                &want,
+                1e-3,
+                1e-3,
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: run with --ignored"]
+fn bias_gelu_matches_cpu() {
+    let gpu = gpu();
+    let mut rng = Rng::new(20);
+    // MLP widths of MiniLM (1536), bge-base (3072), bge-large / v2-m3 (4096), and an odd one.
+    for width in [1536usize, 3072, 4096, 8 * 37] {
+        for rows in [1usize, 17, 300] {
+            let x = rng.normal_f16(rows * width, 0.0, 2.0);
+            let bias = rng.normal_f32(width, 0.0, 0.5);
+            let mut d_x = up16(&gpu, &x);
+            gpu.bias_gelu(&mut d_x, &gpu.upload(&bias).unwrap(), rows, width)
+                .unwrap();
+            let mut want = x.clone();
+            ops::bias_gelu(&mut want, &bias);
+            assert_close(
+                &format!("bias_gelu width={width} rows={rows}"),
+                &down16(&gpu, &d_x),
+                &want,
+                1e-3,
+                2e-3,
+            );
+        }
+    }
+}
+
+fn run_flash_d(gpu: &Gpu, qkv: &CudaSlice<f16>, cu: &[u32], heads: usize, d: usize, max_seqlen: usize) -> Vec<f32> {
+    let n = *cu.last().unwrap() as usize;
+    let mut ctx = gpu.alloc_zeros::<f16>(n * heads * d).unwrap();
+    let d_cu = gpu.upload(cu).unwrap();
+    gpu.attention_flash_with_head_dim(
+        &qkv.as_view(),
+        &mut ctx.as_view_mut(),
+        &d_cu.as_view(),
+        cu.len() - 1,
+        n,
+        max_seqlen,
+        heads,
+        d,
+    )
+    .unwrap();
+    down16(gpu, &ctx)
+}
+
+/// Flash attention at head_dim 32 (MiniLM: 12 heads of 32) and through the head_dim-generic
+/// wrapper at 64 (bge-large: 16 heads of 64), against the CPU and the fp32 reference kernel.
+#[test]
+#[ignore = "needs a CUDA GPU: run with --ignored"]
+fn attention_flash_head_dim_32_matches_cpu() {
+    let gpu = gpu();
+    let mut rng = Rng::new(21);
+    for (heads, d) in [(12usize, 32usize), (3, 32), (16, 64)] {
+        // 1..300 tokens, and one sequence of 16 key tiles (the online-softmax rescale).
+        for (k, &lengths) in ABS_LENGTHS.iter().chain([&[1000usize, 3][..]].iter()).enumerate() {
+            let q_scale = if k % 3 == 0 { 3.0 } else { 1.0 };
+            let (cu, _) = pack(lengths);
+            let n = *cu.last().unwrap() as usize;
+            let qkv = random_qkv(&mut rng, n, heads * d, q_scale);
+            let d_qkv = up16(&gpu, &qkv);
+            let got = run_flash_d(&gpu, &d_qkv, &cu, heads, d, *lengths.iter().max().unwrap());
+            let mut want = vec![0.0f32; n * heads * d];
+            ops::attention(&qkv, &cu, heads, d, &mut want);
+            let what = format!("flash attention heads={heads} d={d} lens={lengths:?} q_scale={q_scale}");
+            assert_close(&what, &got, &want, FLASH_ABS, FLASH_REL);
+            let reference = run_reference(&gpu, &d_qkv, &cu, heads, d);
+            assert_close(
+                &format!("{what} vs reference kernel"),
+                &got,
+                &reference,
+                FLASH_ABS,
+                FLASH_REL,
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: run with --ignored"]
+fn attention_cls_head_dim_32_matches_cpu_and_full_attention_row0() {
+    let gpu = gpu();
+    let mut rng = Rng::new(22);
+    for (heads, d) in [(12usize, 32usize), (3, 32), (16, 64)] {
+        for &lengths in ABS_LENGTHS.iter().chain([&[1000usize, 1, 130][..]].iter()) {
+            let h = heads * d;
+            let (cu, _) = pack(lengths);
+            let n = *cu.last().unwrap() as usize;
+            let s = lengths.len();
+            let qkv = random_qkv(&mut rng, n, h, 2.0);
+            let d_qkv = up16(&gpu, &qkv);
+            let mut d_cls = gpu.alloc_zeros::<f16>(s * h).unwrap();
+            gpu.attention_cls_with_head_dim(&d_qkv, &mut d_cls, &gpu.upload(&cu).unwrap(), s, n, heads, d)
+                .unwrap();
+            let got = down16(&gpu, &d_cls);
+            let mut want = vec![0.0f32; s * h];
+            ops::attention_cls(&qkv, &cu, heads, d, &mut want);
+            let what = format!("CLS attention heads={heads} d={d} lens={lengths:?}");
+            assert_close(&format!("{what} vs cpu"), &got, &want, REF_ABS, REF_REL);
+            let full = run_reference(&gpu, &d_qkv, &cu, heads, d);
+            let rows: Vec<f32> = cu[..s]
+                .iter()
+                .flat_map(|&r| full[r as usize * h..(r as usize + 1) * h].to_vec())
+                .collect();
+            assert_close(
+                &format!("{what} vs full reference row 0"),
+                &got,
+                &rows,
+                REF_ABS,
+                REF_REL,
+            );
+        }
+    }
+}
+
+/// The head_dim-generic wrappers refuse what no instantiation exists for, naming it.
+#[test]
+#[ignore = "needs a CUDA GPU: run with --ignored"]
+fn attention_with_head_dim_refuses_unsupported_head_dims() {
+    let gpu = gpu();
+    let (cu, _) = pack(&[5]);
+    for d in [16usize, 48, 128] {
+        let qkv = gpu.alloc_zeros::<f16>(5 * 3 * 2 * d).unwrap();
+        let mut ctx = gpu.alloc_zeros::<f16>(5 * 2 * d).unwrap();
+        let d_cu = gpu.upload(&cu).unwrap();
+        let err = gpu
+            .attention_flash_with_head_dim(&qkv.as_view(), &mut ctx.as_view_mut(), &d_cu.as_view(), 1, 5, 5, 2, d)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("head_dim {d}")), "{err}");
+        let err = gpu
+            .attention_cls_with_head_dim(&qkv, &mut ctx, &d_cu, 1, 5, 2, d)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("head_dim {d}")), "{err}");
+    }
+}

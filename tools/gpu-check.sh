@@ -7,12 +7,12 @@
 # A targeted rerun of some steps: GPU_STEPS=verify,drift bash tools/gpu-check.sh
 #
 # Steps (each time-limited; a failing step never stops the next ones; budget GPU_BUDGET,
-# default 400 s; the caps below add up to 395 s, a typical run is shorter):
+# default 415 s; the caps below add up to 410 s, a typical run is shorter):
 #   info         10  nvidia-smi (name, SMs, clocks, driver), the CUDA libraries, the bundle
 #   ckpt         bg  the real-size random checkpoint (12 layers, hidden 768, 250048 rows, F16;
 #                    tools/gpu_gen.py), generated in the background while the tests run,
 #                    with the drift pairs (gpu_gen.py pairs, 8..2,048 tokens)
-#   gpu_kernels  60  every kernel vs its CPU twin, each test in its own process
+#   gpu_kernels  75  every kernel vs its CPU twin, each test in its own process
 #                    (tools/gpu-test-runner.sh; a failure is rerun with CUDA_LAUNCH_BLOCKING=1)
 #   gpu_model    50  the whole model vs the CPU (tiny fixture, real shapes), likewise
 #   gpu_fault    15  a refused PTX module carries the JIT log; a sticky fault: first error
@@ -43,7 +43,7 @@
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 # shellcheck source=tools/gpu-lib.sh
 source tools/gpu-lib.sh
-gpu_setup gpu-check 400
+gpu_setup gpu-check 415
 VERIFY_PAIRS=${VERIFY_PAIRS:-1024}
 VERIFY_CPU_BUDGET=${VERIFY_CPU_BUDGET:-70}
 DRIFT_PAIRS=${DRIFT_PAIRS:-256}
@@ -81,7 +81,7 @@ tests_step() {
     (( rc == 99 )) && return  # skipped: the time budget is spent
     note_last "$(grep -E '^TESTS:' "$LOGS/tests.log" | tail -n 1 | sed 's/^TESTS: //')"
 }
-tests_step gpu_kernels 60
+tests_step gpu_kernels 75
 tests_step gpu_model 50
 tests_step gpu_fault 15
 
@@ -120,9 +120,9 @@ sanitize() {
 # 65,536-sequence grid split (minutes under the tool); racecheck/synccheck: the attention
 # kernels, the ones with shared-memory tiles and barriers.
 # (No --leak-check: the tests keep one device open for the whole process by design.)
-sanitize memcheck 50 '^(attention_(flash_matches|flash_accepts|reference|cls)|embedding|qkv|bias|gated|cls|gemm)' \
+sanitize memcheck 50 '^(attention_(flash_matches|flash_accepts|flash_head_dim|reference|cls)|embedding|qkv|bias|add_bias|gated|cls|gemm)' \
     "--tool memcheck"
-ATTENTION_TESTS='^attention_(flash_matches_cpu|reference_matches_cpu|cls_matches)'
+ATTENTION_TESTS='^attention_(flash_matches_cpu|flash_head_dim_32|reference_matches_cpu|cls_matches|cls_head_dim_32)'
 sanitize racecheck 30 "$ATTENTION_TESTS" "--tool racecheck --racecheck-report hazard"
 sanitize synccheck 20 "$ATTENTION_TESTS" "--tool synccheck"
 

@@ -12,7 +12,7 @@
 //! Launch configurations are plain functions of the shapes ([`LaunchConfig`] values), unit
 //! tested on the CPU; the wrappers are exercised by `tests/gpu_kernels.rs` on a GPU.
 
-use cudarc::driver::{CudaView, CudaViewMut, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaFunction, CudaView, CudaViewMut, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
 use half::f16;
 
 use crate::cuda::device_error::DeviceResultExt;
@@ -33,8 +33,11 @@ pub const MAX_GRID_YZ: u32 = 65535;
 pub const MAX_HIDDEN: usize = 1024;
 /// Widest head of the reference attention kernel.
 pub const MAX_REFERENCE_HEAD_DIM: usize = 128;
-/// The only head size of the flash and CLS attention kernels.
+/// The head size of the original flash and CLS attention entries (`attention_flash`,
+/// `attention_cls`); [`FLASH_HEAD_DIMS`] lists every instantiation.
 pub const FLASH_HEAD_DIM: usize = 64;
+/// Head sizes the flash and CLS attention kernels are instantiated for (attention.cu).
+pub const FLASH_HEAD_DIMS: [usize; 2] = [32, 64];
 /// Query rows per flash CTA.
 pub const FLASH_BLOCK_M: usize = 64;
 /// Sequences per CLS-pooler CTA.
@@ -130,6 +133,33 @@ pub fn check_rope_shape(hidden: usize, head_dim: usize) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Head sizes the flash and CLS-only attention kernels accept ([`FLASH_HEAD_DIMS`]); any
+/// other head size can only run on the reference kernel (up to [`MAX_REFERENCE_HEAD_DIM`]).
+pub fn check_flash_head_dim(kernel: &str, head_dim: usize) -> Result<()> {
+    if !FLASH_HEAD_DIMS.contains(&head_dim) {
+        return Err(Error::Device(format!(
+            "{kernel}: head_dim {head_dim} is not supported by the flash / CLS attention kernels (they take {FLASH_HEAD_DIMS:?}; \
+             the reference kernel takes up to {MAX_REFERENCE_HEAD_DIM})"
+        )));
+    }
+    Ok(())
+}
+
+/// Row widths the bias epilogues (bias.cu) accept: a multiple of 8.
+pub fn check_bias_width(kernel: &str, width: usize) -> Result<()> {
+    if width == 0 || width % 8 != 0 {
+        return Err(Error::Device(format!(
+            "{kernel}: row width {width} is not supported by the CUDA kernels (needs a multiple of 8)"
+        )));
+    }
+    Ok(())
+}
+
+/// One thread per 8 values, 256 per block: add_bias_rows and bias_gelu.
+pub fn bias_rows_config(n_rows: usize, width: usize) -> LaunchConfig {
+    config((stride_grid(n_rows * (width / 8), 256), 1, 1), 256)
 }
 
 /// `n` must fit the kernels' 32-bit signed counts.
@@ -308,8 +338,8 @@ impl Gpu {
         Ok(())
     }
 
-    /// Flash attention (tensor cores, head_dim 64) over packed sequences (attention.cu v2).
-    /// More than 65,535 sequences are split over several launches.
+    /// Flash attention (tensor cores, head_dim 64) over packed sequences (attention.cu v2):
+    /// [`Gpu::attention_flash_with_head_dim`] at [`FLASH_HEAD_DIM`].
     #[allow(clippy::too_many_arguments)]
     pub fn attention_flash(
         &self,
@@ -321,35 +351,20 @@ impl Gpu {
         max_seqlen: usize,
         n_heads: usize,
     ) -> Result<()> {
-        const K: &str = "attention_varlen_flash";
-        let h = n_heads * FLASH_HEAD_DIM;
-        check_len(K, "qkv", qkv.len(), n_tokens * 3 * h)?;
-        check_len(K, "ctx", ctx.len(), n_tokens * h)?;
-        check_len(K, "cu_seqlens", cu_seqlens.len(), n_seqs + 1)?;
-        check_i32(K, "n_tokens", n_tokens)?;
-        if n_tokens == 0 || n_seqs == 0 {
-            return Ok(());
-        }
-        let stream = self.stream();
-        let (q, _g0) = qkv.device_ptr(stream);
-        let (c, _g1) = ctx.device_ptr_mut(stream);
-        let nh = n_heads as i32;
-        let scale = softmax_scale(FLASH_HEAD_DIM);
-        for (first, count) in sequence_chunks(n_seqs, MAX_GRID_YZ as usize) {
-            let cfg = attention_flash_config(max_seqlen, n_heads, count)?;
-            // cu_seqlens holds absolute token offsets, so a chunk only moves the array start.
-            let cu_chunk = cu_seqlens.slice(first..first + count + 1);
-            let (cu, _g2) = cu_chunk.device_ptr(stream);
-            let mut launch = stream.launch_builder(&self.kernels.attention_flash);
-            launch.arg(&q).arg(&c).arg(&cu).arg(&nh).arg(&scale);
-            // SAFETY: attention.cu v2 signature; buffers checked above; blockDim is exactly 128.
-            unsafe { launch.launch(cfg) }.device(|| format!("launching {K}"))?;
-        }
-        Ok(())
+        self.attention_flash_with_head_dim(
+            qkv,
+            ctx,
+            cu_seqlens,
+            n_seqs,
+            n_tokens,
+            max_seqlen,
+            n_heads,
+            FLASH_HEAD_DIM,
+        )
     }
 
     /// Attention of the first (CLS) query of every sequence against all its keys, head_dim 64
-    /// (attention.cu v3). `ctx_cls` is compact: `[n_seqs, H]`.
+    /// (attention.cu v3): [`Gpu::attention_cls_with_head_dim`] at [`FLASH_HEAD_DIM`].
     pub fn attention_cls(
         &self,
         qkv: &impl DevicePtr<f16>,
@@ -359,26 +374,7 @@ impl Gpu {
         n_tokens: usize,
         n_heads: usize,
     ) -> Result<()> {
-        const K: &str = "attention_varlen_cls";
-        let h = n_heads * FLASH_HEAD_DIM;
-        check_len(K, "qkv", qkv.len(), n_tokens * 3 * h)?;
-        check_len(K, "ctx_cls", ctx_cls.len(), n_seqs * h)?;
-        check_len(K, "cu_seqlens", cu_seqlens.len(), n_seqs + 1)?;
-        if n_seqs == 0 {
-            return Ok(());
-        }
-        let cfg = attention_cls_config(n_seqs, n_heads)?;
-        let stream = self.stream();
-        let (q, _g0) = qkv.device_ptr(stream);
-        let (c, _g1) = ctx_cls.device_ptr_mut(stream);
-        let (cu, _g2) = cu_seqlens.device_ptr(stream);
-        let nh = n_heads as i32;
-        let scale = softmax_scale(FLASH_HEAD_DIM);
-        let mut launch = stream.launch_builder(&self.kernels.attention_cls);
-        launch.arg(&q).arg(&c).arg(&cu).arg(&nh).arg(&scale);
-        // SAFETY: attention.cu v3 signature; buffers checked above; blockDim is exactly 128.
-        unsafe { launch.launch(cfg) }.device(|| format!("launching {K}"))?;
-        Ok(())
+        self.attention_cls_with_head_dim(qkv, ctx_cls, cu_seqlens, n_seqs, n_tokens, n_heads, FLASH_HEAD_DIM)
     }
 
     /// `x = LayerNorm(x + y + bias) · gamma + beta`, in place, row by row (layernorm.cu v1).
@@ -601,6 +597,256 @@ impl Gpu {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Wrappers for absolute-position encoders (BERT, XLM-RoBERTa) and head_dim 32
+
+impl Gpu {
+    /// `out[t] = LayerNorm(word_emb[token_ids[t]] + (position_emb[positions[t]] +
+    /// type_emb[type_ids[t]])) · gamma + beta` (embedding.cu v2; CPU twin
+    /// `ops::embedding_abs_layernorm`). `positions` are the rows of the position table the
+    /// family wants (computed on the host), `type_ids` the segment ids, one of each per token.
+    ///
+    /// An id, position or type past its table reads a zero row and sets bit 0, 1 or 2 of
+    /// `*error_flag` (the caller zeroes the flag before and checks it after).
+    #[allow(clippy::too_many_arguments)]
+    pub fn embedding_abs_layernorm(
+        &self,
+        token_ids: &impl DevicePtr<u32>,
+        positions: &impl DevicePtr<u32>,
+        type_ids: &impl DevicePtr<u32>,
+        word_emb: &impl DevicePtr<f16>,
+        position_emb: &impl DevicePtr<f16>,
+        type_emb: &impl DevicePtr<f16>,
+        gamma: &impl DevicePtr<f32>,
+        beta: &impl DevicePtr<f32>,
+        out: &mut impl DevicePtrMut<f16>,
+        n_tokens: usize,
+        hidden: usize,
+        table_rows: EmbeddingTableRows,
+        eps: f32,
+        error_flag: Option<&mut CudaViewMut<'_, i32>>,
+    ) -> Result<()> {
+        const K: &str = "embedding_abs_layernorm";
+        check_hidden(K, hidden)?;
+        let EmbeddingTableRows {
+            vocab,
+            positions: n_positions,
+            types: n_types,
+        } = table_rows;
+        check_len(K, "token_ids", token_ids.len(), n_tokens)?;
+        check_len(K, "positions", positions.len(), n_tokens)?;
+        check_len(K, "type_ids", type_ids.len(), n_tokens)?;
+        check_len(K, "word_emb", word_emb.len(), vocab * hidden)?;
+        check_len(K, "position_emb", position_emb.len(), n_positions * hidden)?;
+        check_len(K, "type_emb", type_emb.len(), n_types * hidden)?;
+        check_len(K, "gamma", gamma.len(), hidden)?;
+        check_len(K, "beta", beta.len(), hidden)?;
+        check_len(K, "out", out.len(), n_tokens * hidden)?;
+        let n = check_i32(K, "n_tokens", n_tokens)?;
+        let rows = |what: &str, r: usize| {
+            u32::try_from(r).map_err(|_| Error::InvalidArgument(format!("{K}: {what} = {r} exceeds 2^32 - 1")))
+        };
+        let (vocab, n_positions, n_types) = (
+            rows("vocab", vocab)?,
+            rows("positions", n_positions)?,
+            rows("types", n_types)?,
+        );
+        if n == 0 {
+            return Ok(());
+        }
+        let stream = self.stream();
+        let (ids, _g0) = token_ids.device_ptr(stream);
+        let (pos, _g1) = positions.device_ptr(stream);
+        let (ty, _g2) = type_ids.device_ptr(stream);
+        let (word, _g3) = word_emb.device_ptr(stream);
+        let (pos_emb, _g4) = position_emb.device_ptr(stream);
+        let (ty_emb, _g5) = type_emb.device_ptr(stream);
+        let (g, _g6) = gamma.device_ptr(stream);
+        let (b, _g7) = beta.device_ptr(stream);
+        let (o, _g8) = out.device_ptr_mut(stream);
+        let flag = match error_flag {
+            Some(f) => f.device_ptr_mut(stream).0,
+            None => 0u64,
+        };
+        let h = hidden as i32;
+        let mut launch = stream.launch_builder(&self.kernels.embedding_abs_layernorm);
+        launch
+            .arg(&ids)
+            .arg(&pos)
+            .arg(&ty)
+            .arg(&word)
+            .arg(&pos_emb)
+            .arg(&ty_emb)
+            .arg(&g)
+            .arg(&b)
+            .arg(&o)
+            .arg(&n)
+            .arg(&h)
+            .arg(&vocab)
+            .arg(&n_positions)
+            .arg(&n_types)
+            .arg(&eps)
+            .arg(&flag);
+        // SAFETY: argument order and types follow embedding.cu v2; every buffer was checked to
+        // hold what the kernel reads or writes for these shapes (out-of-range rows are not read).
+        unsafe { launch.launch(warp_per_row_config(n_tokens)) }.device(|| format!("launching {K}"))?;
+        Ok(())
+    }
+
+    /// `x[r, c] += bias[c]` in place on `[n_rows, width]` fp16 rows (bias.cu v1; CPU twin
+    /// `ops::add_bias_rows`): the QKV bias of encoders without RoPE, `width = 3·hidden`.
+    pub fn add_bias_rows(
+        &self,
+        x: &mut impl DevicePtrMut<f16>,
+        bias: &impl DevicePtr<f32>,
+        n_rows: usize,
+        width: usize,
+    ) -> Result<()> {
+        self.bias_rows("add_bias_rows", &self.kernels.add_bias_rows, x, bias, n_rows, width)
+    }
+
+    /// `x[r, c] = gelu_erf(x[r, c] + bias[c])` in place on `[n_rows, width]` fp16 rows (bias.cu
+    /// v2; CPU twin `ops::bias_gelu`): the MLP activation of BERT-style encoders,
+    /// `width = intermediate`.
+    pub fn bias_gelu(
+        &self,
+        x: &mut impl DevicePtrMut<f16>,
+        bias: &impl DevicePtr<f32>,
+        n_rows: usize,
+        width: usize,
+    ) -> Result<()> {
+        self.bias_rows("bias_gelu", &self.kernels.bias_gelu, x, bias, n_rows, width)
+    }
+
+    /// The two bias.cu kernels share a signature and a launch configuration.
+    fn bias_rows(
+        &self,
+        kernel: &str,
+        function: &CudaFunction,
+        x: &mut impl DevicePtrMut<f16>,
+        bias: &impl DevicePtr<f32>,
+        n_rows: usize,
+        width: usize,
+    ) -> Result<()> {
+        check_bias_width(kernel, width)?;
+        check_len(kernel, "x", x.len(), n_rows * width)?;
+        check_len(kernel, "bias", bias.len(), width)?;
+        let n = check_i32(kernel, "n_rows", n_rows)?;
+        check_i32(kernel, "n_rows * width / 8", n_rows * width / 8)?;
+        let w = check_i32(kernel, "width", width)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let stream = self.stream();
+        let (xp, _g0) = x.device_ptr_mut(stream);
+        let (bp, _g1) = bias.device_ptr(stream);
+        let mut launch = stream.launch_builder(function);
+        launch.arg(&xp).arg(&bp).arg(&n).arg(&w);
+        // SAFETY: bias.cu signature (both variants); buffers checked above.
+        unsafe { launch.launch(bias_rows_config(n_rows, width)) }.device(|| format!("launching {kernel}"))?;
+        Ok(())
+    }
+
+    /// Flash attention (tensor cores) over packed sequences for head_dim 32 or 64
+    /// ([`FLASH_HEAD_DIMS`]; attention.cu v2: `attention_varlen_flash` /
+    /// `attention_varlen_flash_d32`; CPU twin `ops::attention`). More than 65,535 sequences
+    /// are split over several launches.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_flash_with_head_dim(
+        &self,
+        qkv: &CudaView<'_, f16>,
+        ctx: &mut CudaViewMut<'_, f16>,
+        cu_seqlens: &CudaView<'_, u32>,
+        n_seqs: usize,
+        n_tokens: usize,
+        max_seqlen: usize,
+        n_heads: usize,
+        head_dim: usize,
+    ) -> Result<()> {
+        check_flash_head_dim("attention_varlen_flash", head_dim)?;
+        let (k, function) = match head_dim {
+            32 => ("attention_varlen_flash_d32", &self.kernels.attention_flash_d32),
+            _ => ("attention_varlen_flash", &self.kernels.attention_flash),
+        };
+        let h = n_heads * head_dim;
+        check_len(k, "qkv", qkv.len(), n_tokens * 3 * h)?;
+        check_len(k, "ctx", ctx.len(), n_tokens * h)?;
+        check_len(k, "cu_seqlens", cu_seqlens.len(), n_seqs + 1)?;
+        check_i32(k, "n_tokens", n_tokens)?;
+        if n_tokens == 0 || n_seqs == 0 {
+            return Ok(());
+        }
+        let stream = self.stream();
+        let (q, _g0) = qkv.device_ptr(stream);
+        let (c, _g1) = ctx.device_ptr_mut(stream);
+        let nh = n_heads as i32;
+        let scale = softmax_scale(head_dim);
+        for (first, count) in sequence_chunks(n_seqs, MAX_GRID_YZ as usize) {
+            let cfg = attention_flash_config(max_seqlen, n_heads, count)?;
+            // cu_seqlens holds absolute token offsets, so a chunk only moves the array start.
+            let cu_chunk = cu_seqlens.slice(first..first + count + 1);
+            let (cu, _g2) = cu_chunk.device_ptr(stream);
+            let mut launch = stream.launch_builder(function);
+            launch.arg(&q).arg(&c).arg(&cu).arg(&nh).arg(&scale);
+            // SAFETY: attention.cu v2 signature (both instantiations); buffers checked above;
+            // blockDim is exactly 128.
+            unsafe { launch.launch(cfg) }.device(|| format!("launching {k}"))?;
+        }
+        Ok(())
+    }
+
+    /// Attention of the first (CLS) query of every sequence against all its keys, head_dim 32
+    /// or 64 ([`FLASH_HEAD_DIMS`]; attention.cu v3: `attention_varlen_cls` /
+    /// `attention_varlen_cls_d32`; CPU twin `ops::attention_cls`). `ctx_cls` is compact:
+    /// `[n_seqs, H]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_cls_with_head_dim(
+        &self,
+        qkv: &impl DevicePtr<f16>,
+        ctx_cls: &mut impl DevicePtrMut<f16>,
+        cu_seqlens: &impl DevicePtr<u32>,
+        n_seqs: usize,
+        n_tokens: usize,
+        n_heads: usize,
+        head_dim: usize,
+    ) -> Result<()> {
+        check_flash_head_dim("attention_varlen_cls", head_dim)?;
+        let (k, function) = match head_dim {
+            32 => ("attention_varlen_cls_d32", &self.kernels.attention_cls_d32),
+            _ => ("attention_varlen_cls", &self.kernels.attention_cls),
+        };
+        let h = n_heads * head_dim;
+        check_len(k, "qkv", qkv.len(), n_tokens * 3 * h)?;
+        check_len(k, "ctx_cls", ctx_cls.len(), n_seqs * h)?;
+        check_len(k, "cu_seqlens", cu_seqlens.len(), n_seqs + 1)?;
+        if n_seqs == 0 {
+            return Ok(());
+        }
+        let cfg = attention_cls_config(n_seqs, n_heads)?;
+        let stream = self.stream();
+        let (q, _g0) = qkv.device_ptr(stream);
+        let (c, _g1) = ctx_cls.device_ptr_mut(stream);
+        let (cu, _g2) = cu_seqlens.device_ptr(stream);
+        let nh = n_heads as i32;
+        let scale = softmax_scale(head_dim);
+        let mut launch = stream.launch_builder(function);
+        launch.arg(&q).arg(&c).arg(&cu).arg(&nh).arg(&scale);
+        // SAFETY: attention.cu v3 signature (both instantiations); buffers checked above;
+        // blockDim is exactly 128.
+        unsafe { launch.launch(cfg) }.device(|| format!("launching {k}"))?;
+        Ok(())
+    }
+}
+
+/// Row counts of the three tables of [`Gpu::embedding_abs_layernorm`] (`vocab_size`,
+/// `max_position_embeddings`, `type_vocab_size`): rows at or past them are never read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EmbeddingTableRows {
+    pub vocab: usize,
+    pub positions: usize,
+    pub types: usize,
+}
+
 /// `1/sqrt(head_dim)` in f32, exactly as the CPU reference computes it.
 pub fn softmax_scale(head_dim: usize) -> f32 {
     1.0 / (head_dim as f32).sqrt()
@@ -693,5 +939,46 @@ mod tests {
         assert_eq!(check_i32("k", "n", 5).unwrap(), 5);
         assert!(check_i32("k", "n", 1 << 31).is_err());
         assert_eq!(softmax_scale(64), 0.125);
+    }
+
+    #[test]
+    fn checks_for_absolute_position_encoders_and_head_dim_32() {
+        for d in FLASH_HEAD_DIMS {
+            assert!(check_flash_head_dim("k", d).is_ok(), "{d}");
+        }
+        assert!(FLASH_HEAD_DIMS.contains(&FLASH_HEAD_DIM));
+        for bad in [0, 16, 48, 80, 96, 128] {
+            let err = check_flash_head_dim("attention_varlen_flash", bad).unwrap_err();
+            assert!(matches!(err, Error::Device(_)), "{bad}");
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("head_dim {bad}")) && text.contains("reference"),
+                "{text}"
+            );
+        }
+        assert!(check_bias_width("k", 8).is_ok());
+        assert!(check_bias_width("k", 3 * 384).is_ok());
+        assert!(check_bias_width("k", 4096).is_ok());
+        for bad in [0, 4, 12, 3 * 20] {
+            assert!(matches!(check_bias_width("k", bad), Err(Error::Device(_))), "{bad}");
+        }
+        // One thread per 8 values, 256 per block: 3·384 = 1152 values = 144 threads per row.
+        assert_eq!(dims(&bias_rows_config(1, 1152)), ((1, 1, 1), (256, 1, 1), 0));
+        assert_eq!(
+            bias_rows_config(17, 1152).grid_dim.0,
+            (17 * 144usize).div_ceil(256) as u32
+        );
+        assert_eq!(bias_rows_config(16384, 4096).grid_dim.0, 32768);
+        assert_eq!(bias_rows_config(0, 8).grid_dim.0, 1);
+        // Every new entry point is registered under the module it lives in.
+        for (module, function) in [
+            ("embedding", "embedding_abs_layernorm"),
+            ("bias", "add_bias_rows"),
+            ("bias", "bias_gelu"),
+            ("attention", "attention_varlen_flash_d32"),
+            ("attention", "attention_varlen_cls_d32"),
+        ] {
+            assert!(KERNEL_FUNCTIONS.contains(&(module, function)), "{module}/{function}");
+        }
     }
 }

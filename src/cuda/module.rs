@@ -68,7 +68,7 @@ impl KernelOrigin {
 }
 
 /// (module = kernels/*.cu stem, function) of every kernel the engine launches.
-pub const KERNEL_FUNCTIONS: [(&str, &str); 9] = [
+pub const KERNEL_FUNCTIONS: [(&str, &str); 14] = [
     ("embedding", "embedding_layernorm"),
     ("rope", "qkv_bias_rope"),
     ("attention", "attention_varlen_reference"),
@@ -78,6 +78,12 @@ pub const KERNEL_FUNCTIONS: [(&str, &str); 9] = [
     ("layernorm", "bias_residual_layernorm_rows"),
     ("gated_gelu", "gated_gelu"),
     ("head", "cls_pooler_classifier"),
+    // Absolute-position encoders (BERT, XLM-RoBERTa) and head_dim 32.
+    ("embedding", "embedding_abs_layernorm"),
+    ("bias", "add_bias_rows"),
+    ("bias", "bias_gelu"),
+    ("attention", "attention_varlen_flash_d32"),
+    ("attention", "attention_varlen_cls_d32"),
 ];
 
 /// The loaded kernels.
@@ -91,6 +97,11 @@ pub struct Kernels {
     pub(crate) bias_residual_layernorm_rows: CudaFunction,
     pub(crate) gated_gelu: CudaFunction,
     pub(crate) cls_pooler_classifier: CudaFunction,
+    pub(crate) embedding_abs_layernorm: CudaFunction,
+    pub(crate) add_bias_rows: CudaFunction,
+    pub(crate) bias_gelu: CudaFunction,
+    pub(crate) attention_flash_d32: CudaFunction,
+    pub(crate) attention_cls_d32: CudaFunction,
 }
 
 impl Kernels {
@@ -136,6 +147,11 @@ impl Kernels {
             bias_residual_layernorm_rows: f(6)?,
             gated_gelu: f(7)?,
             cls_pooler_classifier: f(8)?,
+            embedding_abs_layernorm: f(9)?,
+            add_bias_rows: f(10)?,
+            bias_gelu: f(11)?,
+            attention_flash_d32: f(12)?,
+            attention_cls_d32: f(13)?,
         };
         Ok((kernels, origin))
     }

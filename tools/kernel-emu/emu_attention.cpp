@@ -1,8 +1,9 @@
-// The three attention kernels of kernels/attention.cu (flash, reference, CLS-only) run on the
-// CPU emulator against an f64 softmax(QK^T * scale) V over packed varlen sequences.
+// The attention kernels of kernels/attention.cu (flash, reference, CLS-only; flash and CLS
+// at head_dim 64 and 32) run on the CPU emulator against an f64 softmax(QK^T * scale) V over
+// packed varlen sequences.
 //
 // Cases: lengths around the 64-row tile edges (1, 63, 64, 65, 129, 200) and a key that
-// dominates a later tile (the online-softmax rescale). ctx starts as NaN, so an unwritten row
+// dominates a later tile (the online-softmax rescale), each at head_dim 64 and 32. ctx starts as NaN, so an unwritten row
 // or a write into a neighbouring sequence shows up. Pass: every error within fp16 output
 // rounding (flash no worse than the plain reference kernel, plus a small margin).
 #include "attention.cu"
@@ -15,10 +16,11 @@ struct Case {
     int heads;
     float sd;         // std of the random q/k/v entries
     int spike_token;  // a token whose key (head 1) is scaled up 8x, or -1
+    int head_dim;     // 64 or 32: picks the flash / CLS instantiation
 };
 
 static bool run_case(const Case& c) {
-    const int D = 64, H = c.heads * D;
+    const int D = c.head_dim, H = c.heads * D;
     std::vector<int> cu = {0};
     for (int l : c.lens) cu.push_back(cu.back() + l);
     const int n = cu.back(), S = (int)c.lens.size();
@@ -35,13 +37,15 @@ static bool run_case(const Case& c) {
     }
     const cr_half nan = 0x7e00;
     std::vector<cr_half> ctx_flash((size_t)n * H, nan), ctx_ref((size_t)n * H, nan), ctx_cls((size_t)S * H, nan);
-    const float scale = 0.125f;
+    const float scale = 1.0f / sqrtf((float)D);
+    auto flash = D == 64 ? attention_varlen_flash : attention_varlen_flash_d32;
+    auto cls = D == 64 ? attention_varlen_cls : attention_varlen_cls_d32;
     launch({(unsigned)((max_len + 63) / 64), (unsigned)c.heads, (unsigned)S}, {128},
-           [&] { attention_varlen_flash(qkv.data(), ctx_flash.data(), cu.data(), c.heads, scale); });
+           [&] { flash(qkv.data(), ctx_flash.data(), cu.data(), c.heads, scale); });
     launch({(unsigned)n, (unsigned)c.heads, 1}, {128},
            [&] { attention_varlen_reference(qkv.data(), ctx_ref.data(), cu.data(), S, c.heads, D, scale); });
     launch({(unsigned)S, (unsigned)c.heads, 1}, {128},
-           [&] { attention_varlen_cls(qkv.data(), ctx_cls.data(), cu.data(), c.heads, scale); });
+           [&] { cls(qkv.data(), ctx_cls.data(), cu.data(), c.heads, scale); });
 
     auto at = [&](int t, int col) { return (double)cr_half_to_float(qkv[(size_t)t * 3 * H + col]); };
     double err_flash = 0, err_ref = 0, err_cls = 0, max_out = 0;
@@ -85,15 +89,17 @@ static bool run_case(const Case& c) {
     // fp16 output: half an ulp of the largest output, twice for the two roundings inside.
     const double fp16_tol = std::max(max_out, 1.0) * 2e-3;
     const bool ok = bad == 0 && err_ref <= fp16_tol && err_cls <= fp16_tol && err_flash <= 1.5 * err_ref + 1e-3;
-    printf("%-28s max|err| flash %.3g reference %.3g cls %.3g (max|out| %.3g, tolerance %.3g) %s\n", c.name, err_flash,
+    printf("%-28s D=%d max|err| flash %.3g reference %.3g cls %.3g (max|out| %.3g, tolerance %.3g) %s\n", c.name, D, err_flash,
            err_ref, err_cls, max_out, fp16_tol, ok ? "ok" : "FAILED");
     return ok;
 }
 
 int main() {
     const Case cases[] = {
-        {"tile edges, 2 heads", {1, 40, 63, 64, 65, 130, 7, 200}, 2, 1.5f, -1},
-        {"dominant key in tile 2", {128, 3, 129}, 3, 3.0f, 128 + 3 + 120},
+        {"tile edges, 2 heads", {1, 40, 63, 64, 65, 130, 7, 200}, 2, 1.5f, -1, 64},
+        {"dominant key in tile 2", {128, 3, 129}, 3, 3.0f, 128 + 3 + 120, 64},
+        {"tile edges, 2 heads", {1, 40, 63, 64, 65, 130, 7, 200}, 2, 1.5f, -1, 32},
+        {"dominant key in tile 2", {128, 3, 129}, 3, 3.0f, 128 + 3 + 120, 32},
     };
     bool ok = true;
     for (const Case& c : cases) ok &= run_case(c);

@@ -1,8 +1,11 @@
 // The non-attention kernels of kernels/ run on the CPU emulator against f64 references:
 // QKV bias + RoPE (rope.cu), residual + LayerNorm, in place and on gathered rows
-// (layernorm.cu), embedding + LayerNorm with an out-of-range id (embedding.cu), gated GELU
-// (gated_gelu.cu) and the fp32 CLS pooler + classifier head (head.cu).
+// (layernorm.cu), embedding + LayerNorm with an out-of-range id, and its absolute-position +
+// segment variant with out-of-range ids, positions and types (embedding.cu), gated GELU
+// (gated_gelu.cu), the bias epilogues add_bias_rows and bias_gelu (bias.cu) and the fp32 CLS
+// pooler + classifier head (head.cu).
 // Pass: fp16 outputs within a couple of fp16 ulps, the fp32 head within 1e-4.
+#include "bias.cu"
 #include "embedding.cu"
 #include "gated_gelu.cu"
 #include "head.cu"
@@ -124,6 +127,91 @@ static void check_layernorm_and_embedding() {
     report("embedding_layernorm out-of-range flag", flag == 1 ? 0.0 : 1.0, 0.0);
 }
 
+// Absolute-position embedding (BERT / XLM-R): word + (position + type) rows, then LayerNorm, at
+// hidden sizes whose chunk count is not a multiple of 32 (96: 12 chunks, 384: 48). The last
+// tokens carry an out-of-range id, position and type (each row read as zeros, flag bits 1, 2, 4).
+static void check_embedding_abs() {
+    for (int H : {96, 384}) {
+        const unsigned vocab = 40, n_pos = 300, n_types = 2;
+        std::vector<cr_half> word(vocab * H), pos_emb(n_pos * H), type_emb(n_types * H);
+        for (auto& v : word) v = cr_float_to_half(normal(rng));
+        for (auto& v : pos_emb) v = cr_float_to_half(0.5f * normal(rng));
+        for (auto& v : type_emb) v = cr_float_to_half(0.3f * normal(rng));
+        std::vector<float> gamma(H), beta(H);
+        for (int i = 0; i < H; ++i) {
+            gamma[i] = 1 + 0.1f * normal(rng);
+            beta[i] = 0.1f * normal(rng);
+        }
+        std::vector<unsigned> ids = {0, 39, 7, 3, 12, 5, 40, 1, 2};
+        std::vector<unsigned> pos = {0, 1, 2, 299, 150, 7, 3, 300, 4};
+        std::vector<unsigned> types = {0, 0, 1, 1, 0, 1, 0, 1, 2};
+        const int n = (int)ids.size(), n_valid = 6;  // tokens 6, 7, 8: bad id, position, type
+        std::vector<cr_half> out(n * H);
+        int flag = 0;
+        launch({2}, {64}, [&] {  // 2 warps per block, 2 blocks: the grid-stride loop runs twice
+            embedding_abs_layernorm(ids.data(), pos.data(), types.data(), word.data(), pos_emb.data(),
+                                    type_emb.data(), gamma.data(), beta.data(), out.data(), n, H, vocab, n_pos,
+                                    n_types, 1e-12f, &flag);
+        });
+        double err = 0;
+        for (int t = 0; t < n; ++t) {
+            std::vector<double> v(H);
+            for (int i = 0; i < H; ++i) {
+                const double w = ids[t] < vocab ? h2d(word[ids[t] * H + i]) : 0.0;
+                const double p = pos[t] < n_pos ? h2d(pos_emb[pos[t] * H + i]) : 0.0;
+                const double y = types[t] < n_types ? h2d(type_emb[types[t] * H + i]) : 0.0;
+                v[i] = w + p + y;
+            }
+            const auto want = layer_norm(v, gamma, beta);
+            for (int i = 0; i < H; ++i) err = std::max(err, fabs(want[i] - h2d(out[t * H + i])));
+        }
+        char what[64];
+        snprintf(what, sizeof what, "embedding_abs_layernorm h=%d", H);
+        report(what, err, 4e-3);
+        snprintf(what, sizeof what, "embedding_abs_layernorm flags h=%d", H);
+        report(what, flag == 7 ? 0.0 : 1.0, 0.0);
+        int flag_valid = 0;
+        launch({1}, {128}, [&] {
+            embedding_abs_layernorm(ids.data(), pos.data(), types.data(), word.data(), pos_emb.data(),
+                                    type_emb.data(), gamma.data(), beta.data(), out.data(), n_valid, H, vocab,
+                                    n_pos, n_types, 1e-12f, &flag_valid);
+        });
+        snprintf(what, sizeof what, "embedding_abs_layernorm no flag h=%d", H);
+        report(what, flag_valid == 0 ? 0.0 : 1.0, 0.0);
+    }
+}
+
+// add_bias_rows and bias_gelu: in place on [n, width] fp16 rows; width 72 (9 vectors per row,
+// so vectors cross rows within a block) and 3 * 96 (a QKV row); 2 blocks of 32 threads so the
+// grid-stride loop wraps.
+static void check_bias() {
+    for (int width : {72, 288}) {
+        const int n = 7;
+        std::vector<cr_half> x(n * width);
+        for (auto& v : x) v = cr_float_to_half(normal(rng) * 2);
+        std::vector<float> bias(width);
+        for (auto& v : bias) v = normal(rng);
+        auto plus = x, gelu = x;
+        launch({2}, {32}, [&] { add_bias_rows(plus.data(), bias.data(), n, width); });
+        launch({2}, {32}, [&] { bias_gelu(gelu.data(), bias.data(), n, width); });
+        double err_plus = 0, err_gelu = 0, max_out = 0;
+        for (int r = 0; r < n; ++r) {
+            for (int c = 0; c < width; ++c) {
+                const double z = h2d(x[r * width + c]) + bias[c];
+                const double g = 0.5 * z * (1 + erf(z / sqrt(2.0)));
+                max_out = std::max(max_out, fabs(z));
+                err_plus = std::max(err_plus, fabs(z - h2d(plus[r * width + c])));
+                err_gelu = std::max(err_gelu, fabs(g - h2d(gelu[r * width + c])));
+            }
+        }
+        char what[64];
+        snprintf(what, sizeof what, "add_bias_rows width=%d", width);
+        report(what, err_plus, std::max(max_out, 1.0) * 1e-3);
+        snprintf(what, sizeof what, "bias_gelu (erf) width=%d", width);
+        report(what, err_gelu, std::max(max_out, 1.0) * 1e-3);
+    }
+}
+
 static void check_gated_gelu() {
     const int n = 3, I = 24;
     std::vector<cr_half> up_gate(n * 2 * I), out(n * I);
@@ -174,7 +262,9 @@ static void check_head() {
 int main() {
     check_rope();
     check_layernorm_and_embedding();
+    check_embedding_abs();
     check_gated_gelu();
+    check_bias();
     check_head();
     return all_ok ? 0 : 1;
 }
