@@ -27,11 +27,9 @@ use crate::progress::Progress;
 use crate::records::{parse_record, Format, LineReader};
 use crate::verify::SplitMix64;
 
-/// FLOPs of one pair of `L` tokens, `a·L + b·L² + c`, counted from the shapes:
-/// every matmul is `2 · weights` per row; attention is `QKᵀ + PV = 4·L·hidden` per query row
-/// per layer. The last layer runs on the CLS row only (K and V for every token, but one query
-/// row, and o_proj and the MLP on that row), as both backends do. Embedding gathers,
-/// LayerNorm, GELU, softmax and RoPE are not counted.
+/// FLOPs of one pair of `L` tokens, `a·L + b·L² + c`, counted by the model's family from
+/// its shapes ([`crate::arch::ModelFamily::flop_model`]): matmuls and attention;
+/// embedding gathers, LayerNorm, GELU, softmax and RoPE are not counted.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FlopModel {
     /// FLOPs per token (`a`).
@@ -43,19 +41,9 @@ pub struct FlopModel {
 }
 
 impl FlopModel {
+    /// The model family's FLOP count.
     pub fn new(c: &ModelConfig) -> Self {
-        let (h, i, n) = (c.hidden_size as f64, c.intermediate_size as f64, c.num_layers as f64);
-        // Matmul weights of one layer: qkv 3h², o h², up+gate 2ih, down ih.
-        let layer_weights = 4.0 * h * h + 3.0 * i * h;
-        let full_layers = (n - 1.0).max(0.0);
-        FlopModel {
-            // Full layers: all GEMMs on every token; last layer: the QKV GEMM on every token
-            // and one CLS query against L keys (4·h·L).
-            per_token: full_layers * 2.0 * layer_weights + 2.0 * 3.0 * h * h + 4.0 * h,
-            per_token_sq: full_layers * 4.0 * h,
-            // Last layer o_proj + MLP on the CLS row; pooler (h²) and classifier (h).
-            per_pair: 2.0 * (h * h + 3.0 * i * h) + 2.0 * h * h + 2.0 * h,
-        }
+        c.family.flop_model(c)
     }
 
     pub fn pair(&self, len: usize) -> f64 {

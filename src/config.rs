@@ -1,18 +1,17 @@
-//! `config.json` of a gte reranker checkpoint, validated into the numbers the engine runs on.
+//! `config.json` of a reranker checkpoint, validated into the family-neutral numbers the
+//! engine runs on ([`ModelConfig`]).
 //!
-//! Two spellings of the same architecture are accepted:
-//! - model_type `new` (Alibaba-NLP/new-impl remote code, `NewForSequenceClassification`):
-//!   RoPE from `rope_theta` + `rope_scaling {type: "ntk", factor}` (static NTK);
-//! - model_type `gte` (transformers-native `GteForSequenceClassification`): RoPE from
-//!   `rope_parameters {rope_type: "default" | "linear", rope_theta, factor}`.
-//!
-//! Both reduce to `inv_freq[j] = base^(-2j/d) / divisor` (spec §3.3). Options that change the
-//! math in ways the engine does not implement are refused with an error naming the key.
+//! `model_type` / `architectures` pick the family ([`crate::arch::find`]); the keys every
+//! family shares (sizes, LayerNorm eps, `hidden_act`, labels, the score activation) are
+//! parsed here, the family's own keys by its [`ModelFamily::parse_config`]. Options that
+//! change the math in ways the engine does not implement are refused with an error naming
+//! the key.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use crate::arch::ModelFamily;
 use crate::error::{Error, Result};
 
 /// What `score` is computed from `logit` with (sentence-transformers' `activation_fn`).
@@ -51,7 +50,7 @@ pub fn sigmoid(x: f32) -> f32 {
     }
 }
 
-/// Upper bounds on the sizes a config may declare. They are far above any gte reranker
+/// Upper bounds on the sizes a config may declare. They are far above any supported reranker
 /// (vocab 250048, hidden 768–1024, 12–24 layers, intermediate 3072–4096, 8192 positions) and
 /// keep every size derived from a config — tensor shapes, the parameter count, the list of
 /// per-layer tensors, the RoPE cos/sin tables built at load for every position — far from
@@ -64,14 +63,6 @@ pub const MAX_LAYERS: usize = 1 << 10;
 /// Entries of each RoPE table: `max_position_embeddings × head_dim / 2`.
 pub const MAX_ROPE_TABLE: usize = 1 << 28;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ModelType {
-    /// Alibaba-NLP/new-impl remote code ("NewForSequenceClassification").
-    New,
-    /// transformers-native GTE ("GteForSequenceClassification").
-    Gte,
-}
-
 /// RoPE frequencies: `inv_freq[j] = base^(-2j/head_dim) / divisor`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rope {
@@ -79,10 +70,15 @@ pub struct Rope {
     pub divisor: f64,
 }
 
+/// The numbers of a checkpoint's config.json, the same for every family, plus the few
+/// family fields (`rope`, `padding_idx`) a family fills in its `parse_config`.
 #[derive(Clone, Debug)]
 pub struct ModelConfig {
     pub path: PathBuf,
-    pub model_type: ModelType,
+    /// The family that reads this checkpoint.
+    pub family: &'static dyn ModelFamily,
+    /// `model_type` as written in config.json (or the family's first one when absent).
+    pub model_type: String,
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub num_layers: usize,
@@ -92,7 +88,10 @@ pub struct ModelConfig {
     pub max_position_embeddings: usize,
     pub type_vocab_size: usize,
     pub layer_norm_eps: f64,
+    /// Rotary frequencies, for families with rotary positions (default: none).
     pub rope: Rope,
+    /// `pad_token_id` where the family's positions depend on it (XLM-R), else `None`.
+    pub padding_idx: Option<usize>,
     pub activation: Activation,
     /// `torch_dtype` / `dtype` as written in config.json (informational only).
     pub declared_dtype: Option<String>,
@@ -111,43 +110,60 @@ impl ModelConfig {
         let Value::Object(obj) = value else {
             return Err(Error::config(path, "expected a JSON object"));
         };
-        Parser { path, obj: &obj }.parse()
+        ConfigParser { path, obj: &obj }.parse()
     }
 
-    /// RoPE inverse frequencies, computed in f64 (see spec §3.3).
+    /// Rotary inverse frequencies, computed in f64 (see spec §3.3); empty for families
+    /// without rotary positions.
     pub fn inv_freq(&self) -> Vec<f64> {
+        if self.rope.base <= 0.0 {
+            return Vec::new();
+        }
         let d = self.head_dim as f64;
         (0..self.head_dim / 2)
             .map(|j| self.rope.base.powf(-2.0 * j as f64 / d) / self.rope.divisor)
             .collect()
     }
 
-    /// Number of parameters the checkpoint holds for this config (pooler and head included).
+    /// Number of parameters the checkpoint holds for this config (pooler and head included):
+    /// the sum over the family's logical tensors.
     pub fn parameter_count(&self) -> usize {
-        let h = self.hidden_size;
-        let i = self.intermediate_size;
-        let embeddings = self.vocab_size * h + self.type_vocab_size * h + 2 * h;
-        let layer = (h * 3 * h + 3 * h) + (h * h + h) + (2 * i * h) + (i * h + h) + 4 * h;
-        let head = (h * h + h) + (h + 1);
-        embeddings + self.num_layers * layer + head
+        self.family
+            .params(self)
+            .into_iter()
+            .map(|p| self.family.expected_shape(self, p).iter().product::<usize>())
+            .sum()
+    }
+
+    /// Longest pair (special tokens included) the family's position table can embed.
+    pub fn max_sequence_length(&self) -> usize {
+        self.family.max_sequence_length(self)
     }
 }
 
-struct Parser<'a> {
-    path: &'a Path,
-    obj: &'a Map<String, Value>,
+/// No rotary positions (families with learned absolute positions).
+pub const NO_ROPE: Rope = Rope {
+    base: 0.0,
+    divisor: 1.0,
+};
+
+/// config.json as a JSON object, with typed getters whose errors name the key. Families
+/// read their own keys through it.
+pub struct ConfigParser<'a> {
+    pub path: &'a Path,
+    pub obj: &'a Map<String, Value>,
 }
 
-impl Parser<'_> {
-    fn err(&self, msg: impl Into<String>) -> Error {
+impl ConfigParser<'_> {
+    pub fn err(&self, msg: impl Into<String>) -> Error {
         Error::config(self.path, msg)
     }
 
-    fn get(&self, key: &str) -> Option<&Value> {
+    pub fn get(&self, key: &str) -> Option<&Value> {
         self.obj.get(key).filter(|v| !v.is_null())
     }
 
-    fn usize_key(&self, key: &str, default: Option<usize>) -> Result<usize> {
+    pub fn usize_key(&self, key: &str, default: Option<usize>) -> Result<usize> {
         match self.get(key) {
             None => default.ok_or_else(|| self.err(format!("missing key `{key}`"))),
             Some(v) => v
@@ -157,7 +173,7 @@ impl Parser<'_> {
         }
     }
 
-    fn f64_key(&self, key: &str, default: f64) -> Result<f64> {
+    pub fn f64_key(&self, key: &str, default: f64) -> Result<f64> {
         match self.get(key) {
             None => Ok(default),
             Some(v) => v
@@ -166,7 +182,7 @@ impl Parser<'_> {
         }
     }
 
-    fn str_key(&self, key: &str) -> Result<Option<&str>> {
+    pub fn str_key(&self, key: &str) -> Result<Option<&str>> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -175,7 +191,7 @@ impl Parser<'_> {
     }
 
     /// A boolean option that must be absent or hold `expected`.
-    fn require_bool(&self, key: &str, expected: bool, why: &str) -> Result<()> {
+    pub fn require_bool(&self, key: &str, expected: bool, why: &str) -> Result<()> {
         match self.get(key) {
             None => Ok(()),
             Some(Value::Bool(b)) if *b == expected => Ok(()),
@@ -185,30 +201,53 @@ impl Parser<'_> {
         }
     }
 
-    fn parse(&self) -> Result<ModelConfig> {
-        let model_type = match self.str_key("model_type")? {
-            Some("new") => ModelType::New,
-            Some("gte") => ModelType::Gte,
-            Some(other) => {
-                return Err(self.err(format!(
-                    "unsupported `model_type` \"{other}\": crossrank runs gte rerankers (model_type \"new\" or \"gte\")"
-                )))
-            }
-            None => return Err(self.err("missing key `model_type`")),
-        };
-        // transformers-native GTE omits keys equal to GteConfig's defaults.
-        let native = |n: usize| (model_type == ModelType::Gte).then_some(n);
+    /// A string option that must be absent or one of `allowed`.
+    pub fn require_str(&self, key: &str, allowed: &[&str], why: &str) -> Result<()> {
+        match self.str_key(key)? {
+            None => Ok(()),
+            Some(v) if allowed.contains(&v) => Ok(()),
+            Some(other) => Err(self.err(format!("unsupported option `{key}` = \"{other}\": {why}"))),
+        }
+    }
 
-        let vocab_size = self.usize_key("vocab_size", native(250048))?;
-        let hidden_size = self.usize_key("hidden_size", native(768))?;
-        let num_layers = self.usize_key("num_hidden_layers", native(12))?;
-        let num_heads = self.usize_key("num_attention_heads", native(12))?;
-        let intermediate_size = self.usize_key("intermediate_size", native(3072))?;
-        let max_position_embeddings = self.usize_key("max_position_embeddings", Some(8192))?;
-        let type_vocab_size = self.usize_key(
-            "type_vocab_size",
-            Some(if model_type == ModelType::Gte { 1 } else { 0 }),
-        )?;
+    fn architectures(&self) -> Vec<&str> {
+        match self.get("architectures") {
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn parse(&self) -> Result<ModelConfig> {
+        let model_type = self.str_key("model_type")?;
+        let architectures = self.architectures();
+        let Some(family) = crate::arch::find(model_type, &architectures) else {
+            return Err(match model_type {
+                Some(other) => self.err(format!(
+                    "unsupported `model_type` \"{other}\": crossrank runs model_type {}",
+                    crate::arch::supported_model_types()
+                )),
+                None => self.err("missing key `model_type`"),
+            });
+        };
+        let model_type = model_type.unwrap_or(family.model_types()[0]).to_string();
+        let default = |key: &str| family.size_default(&model_type, key);
+        // A missing size says which family needed it.
+        let size = |key: &str| {
+            self.usize_key(key, default(key)).map_err(|e| match self.get(key) {
+                None => self.err(format!(
+                    "missing key `{key}` (required for model_type \"{model_type}\")"
+                )),
+                Some(_) => e,
+            })
+        };
+
+        let vocab_size = size("vocab_size")?;
+        let hidden_size = size("hidden_size")?;
+        let num_layers = size("num_hidden_layers")?;
+        let num_heads = size("num_attention_heads")?;
+        let intermediate_size = size("intermediate_size")?;
+        let max_position_embeddings = size("max_position_embeddings")?;
+        let type_vocab_size = size("type_vocab_size")?;
         let layer_norm_eps = self.f64_key("layer_norm_eps", 1e-12)?;
 
         for (key, v) in [
@@ -239,17 +278,6 @@ impl Parser<'_> {
             )));
         }
         let head_dim = hidden_size / num_heads;
-        if head_dim % 2 != 0 {
-            return Err(self.err(format!(
-                "head dimension {head_dim} (`hidden_size` / `num_attention_heads`) must be even for RoPE"
-            )));
-        }
-        if max_position_embeddings.saturating_mul(head_dim / 2) > MAX_ROPE_TABLE {
-            return Err(self.err(format!(
-                "key `max_position_embeddings` = {max_position_embeddings} is out of range: RoPE tables of {max_position_embeddings} positions × {} frequencies exceed {MAX_ROPE_TABLE} entries",
-                head_dim / 2
-            )));
-        }
         if let Some(d) = self.get("head_dim") {
             if d.as_u64() != Some(head_dim as u64) {
                 return Err(self.err(format!(
@@ -257,53 +285,13 @@ impl Parser<'_> {
                 )));
             }
         }
-        if type_vocab_size > 1 {
-            return Err(self.err(format!(
-                "unsupported option `type_vocab_size` = {type_vocab_size}: the pair template uses type id 0 only, so crossrank supports 0 or 1"
-            )));
-        }
         if !(layer_norm_eps > 0.0 && layer_norm_eps < 1e-2) {
             return Err(self.err(format!("key `layer_norm_eps` = {layer_norm_eps} is out of range")));
         }
-
-        match self.str_key("hidden_act")? {
-            None | Some("gelu") => {}
-            Some(other) => {
-                return Err(self.err(format!(
-                    "unsupported option `hidden_act` = \"{other}\": crossrank implements the exact erf GELU (\"gelu\")"
-                )))
-            }
-        }
-        match self.str_key("position_embedding_type")? {
-            None | Some("rope") => {}
-            Some(other) => {
-                return Err(self.err(format!(
-                    "unsupported option `position_embedding_type` = \"{other}\": only \"rope\" is implemented"
-                )))
-            }
-        }
-        match self.str_key("layer_norm_type")? {
-            None | Some("layer_norm") => {}
-            Some(other) => {
-                return Err(self.err(format!(
-                    "unsupported option `layer_norm_type` = \"{other}\": only \"layer_norm\" is implemented"
-                )))
-            }
-        }
-        self.require_bool(
-            "logn_attention_scale",
-            false,
-            "log-n attention scaling is not implemented",
-        )?;
-        self.require_bool(
-            "logn_attention_clip1",
-            false,
-            "log-n attention scaling is not implemented",
-        )?;
-        self.require_bool(
-            "pack_qkv",
-            true,
-            "the checkpoint must hold one packed qkv_proj per layer",
+        self.require_str(
+            "hidden_act",
+            &["gelu"],
+            "crossrank implements the exact erf GELU (\"gelu\")",
         )?;
         self.require_bool("is_decoder", false, "attention is bidirectional")?;
 
@@ -326,18 +314,6 @@ impl Parser<'_> {
                 "unsupported option `{key}`: {num_labels} labels; crossrank scores rerankers with exactly 1 output label"
             )));
         }
-
-        let rope = match model_type {
-            ModelType::New => self.rope_new(head_dim)?,
-            ModelType::Gte => self.rope_gte()?,
-        };
-        // E.g. rope_theta × factor overflowing to infinity.
-        if !(rope.base.is_finite() && rope.base > 1.0 && rope.divisor.is_finite() && rope.divisor > 0.0) {
-            return Err(self.err(format!(
-                "RoPE base {} / divisor {} out of range (keys `rope_theta`, `rope_scaling` / `rope_parameters`)",
-                rope.base, rope.divisor
-            )));
-        }
         let activation = self.activation()?;
         let declared_dtype = self
             .str_key("torch_dtype")
@@ -346,8 +322,9 @@ impl Parser<'_> {
             .or(self.str_key("dtype").ok().flatten())
             .map(str::to_owned);
 
-        Ok(ModelConfig {
+        let mut config = ModelConfig {
             path: self.path.to_path_buf(),
+            family,
             model_type,
             vocab_size,
             hidden_size,
@@ -358,94 +335,13 @@ impl Parser<'_> {
             max_position_embeddings,
             type_vocab_size,
             layer_norm_eps,
-            rope,
+            rope: NO_ROPE,
+            padding_idx: None,
             activation,
             declared_dtype,
-        })
-    }
-
-    /// new-impl: `NTKScalingRotaryEmbedding` with static scaling (spec §3.3).
-    fn rope_new(&self, head_dim: usize) -> Result<Rope> {
-        let theta = self.f64_key("rope_theta", 10000.0)?;
-        if theta <= 1.0 {
-            return Err(self.err(format!("key `rope_theta` = {theta} must be > 1")));
-        }
-        let Some(scaling) = self.get("rope_scaling") else {
-            return Ok(Rope {
-                base: theta,
-                divisor: 1.0,
-            });
         };
-        let Value::Object(scaling) = scaling else {
-            return Err(self.err(format!("key `rope_scaling`: expected an object, found {scaling}")));
-        };
-        let kind = scaling
-            .get("type")
-            .or_else(|| scaling.get("rope_type"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| self.err("key `rope_scaling.type` is missing"))?;
-        if kind != "ntk" {
-            return Err(self.err(format!(
-                "unsupported option `rope_scaling.type` = \"{kind}\": only static \"ntk\" scaling is implemented"
-            )));
-        }
-        if scaling.get("mixed_b").is_some_and(|v| !v.is_null()) {
-            return Err(self.err("unsupported option `rope_scaling.mixed_b`: mixed NTK scaling is not implemented"));
-        }
-        let factor = scaling
-            .get("factor")
-            .and_then(Value::as_f64)
-            .ok_or_else(|| self.err("key `rope_scaling.factor`: expected a number"))?;
-        if factor < 1.0 {
-            return Err(self.err(format!("key `rope_scaling.factor` = {factor} must be >= 1")));
-        }
-        Ok(Rope {
-            base: theta * factor,
-            divisor: factor.powf(2.0 / head_dim as f64),
-        })
-    }
-
-    /// transformers-native GTE: `rope_parameters` (or legacy `rope_theta` + `rope_scaling`).
-    fn rope_gte(&self) -> Result<Rope> {
-        let (params, prefix) = match (self.get("rope_parameters"), self.get("rope_scaling")) {
-            (Some(Value::Object(p)), _) => (Some(p), "rope_parameters"),
-            (Some(v), _) => return Err(self.err(format!("key `rope_parameters`: expected an object, found {v}"))),
-            (None, Some(Value::Object(p))) => (Some(p), "rope_scaling"),
-            (None, Some(v)) => return Err(self.err(format!("key `rope_scaling`: expected an object, found {v}"))),
-            (None, None) => (None, ""),
-        };
-        let top_theta = self.f64_key("rope_theta", 160000.0)?;
-        let Some(params) = params else {
-            if top_theta <= 1.0 {
-                return Err(self.err(format!("key `rope_theta` = {top_theta} must be > 1")));
-            }
-            return Ok(Rope {
-                base: top_theta,
-                divisor: 1.0,
-            });
-        };
-        let theta = params.get("rope_theta").and_then(Value::as_f64).unwrap_or(top_theta);
-        let kind = params
-            .get("rope_type")
-            .or_else(|| params.get("type"))
-            .and_then(Value::as_str)
-            .unwrap_or("default");
-        let divisor = match kind {
-            "default" => 1.0,
-            "linear" => params
-                .get("factor")
-                .and_then(Value::as_f64)
-                .ok_or_else(|| self.err(format!("key `{prefix}.factor`: expected a number")))?,
-            other => {
-                return Err(self.err(format!(
-                    "unsupported option `{prefix}.rope_type` = \"{other}\": only \"default\" and \"linear\" are implemented"
-                )))
-            }
-        };
-        if theta <= 1.0 || divisor <= 0.0 {
-            return Err(self.err(format!("key `{prefix}`: rope_theta/factor out of range")));
-        }
-        Ok(Rope { base: theta, divisor })
+        family.parse_config(self, &mut config)?;
+        Ok(config)
     }
 
     /// sentence-transformers' `activation_fn` (v4+) or the legacy key; Sigmoid by default

@@ -9,11 +9,9 @@ use std::sync::Arc;
 use crate::batch::{plan_batches, PackedBatch};
 use crate::config::{Activation, ModelConfig};
 use crate::error::{Error, Result};
-use crate::model::cpu::CpuModel;
-use crate::model::cpu_fp16::{Fp16CpuModel, Fp16Options};
 use crate::model::{Backend, Precision};
 use crate::tokenize::{read_model_max_length, EncodedPair, PairTokenizer};
-use crate::weights::{Checkpoint, GteTensors};
+use crate::weights::{Checkpoint, ModelTensors};
 
 /// Where to run the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +87,7 @@ pub struct Ranked {
 pub struct Engine {
     dir: PathBuf,
     config: ModelConfig,
-    tensors: Arc<GteTensors>,
+    tensors: Arc<ModelTensors>,
     tokenizer: PairTokenizer,
     backend: Box<dyn Backend>,
     batch_tokens: usize,
@@ -110,7 +108,7 @@ pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
 pub struct ModelFiles {
     pub dir: PathBuf,
     pub config: ModelConfig,
-    pub tensors: Arc<GteTensors>,
+    pub tensors: Arc<ModelTensors>,
     pub tokenizer: PairTokenizer,
 }
 
@@ -119,7 +117,7 @@ impl ModelFiles {
     pub fn open(dir: &Path, max_length: Option<usize>) -> Result<Self> {
         let (config, tokenizer) = Self::open_tokenizer(dir, max_length)?;
         let ckpt = Arc::new(Checkpoint::open_dir(dir)?);
-        let tensors = GteTensors::new(ckpt, config.clone())?;
+        let tensors = ModelTensors::new(ckpt, config.clone())?;
         tensors.validate()?;
         Ok(ModelFiles {
             dir: dir.to_path_buf(),
@@ -138,14 +136,24 @@ impl ModelFiles {
         let tokenizer_config = dir.join(TOKENIZER_CONFIG_FILE);
         let default_max = read_model_max_length(&tokenizer_config)?
             .unwrap_or(usize::MAX)
-            .min(config.max_position_embeddings);
+            .min(config.max_sequence_length());
         let max_length = match max_length {
             None => default_max,
-            Some(n) if n > config.max_position_embeddings => {
-                return Err(Error::InvalidArgument(format!(
-                    "max length {n} exceeds the model's max_position_embeddings ({})",
-                    config.max_position_embeddings
-                )))
+            Some(n) if n > config.max_sequence_length() => {
+                return Err(Error::InvalidArgument(
+                    if config.max_sequence_length() == config.max_position_embeddings {
+                        format!(
+                            "max length {n} exceeds the model's max_position_embeddings ({})",
+                            config.max_position_embeddings
+                        )
+                    } else {
+                        format!(
+                        "max length {n} exceeds the {} tokens the model's positions allow (max_position_embeddings {})",
+                        config.max_sequence_length(),
+                        config.max_position_embeddings
+                    )
+                    },
+                ))
             }
             Some(n) => n,
         };
@@ -199,7 +207,7 @@ impl Engine {
         &self.config
     }
 
-    pub fn tensors(&self) -> &Arc<GteTensors> {
+    pub fn tensors(&self) -> &Arc<ModelTensors> {
         &self.tensors
     }
 
@@ -383,23 +391,17 @@ pub fn sort_ranked(ranked: &mut [Ranked]) {
     });
 }
 
-fn make_backend(tensors: &Arc<GteTensors>, options: &EngineOptions) -> Result<(Box<dyn Backend>, Option<String>)> {
-    let cpu = || -> Result<Box<dyn Backend>> {
-        Ok(match options.precision {
-            Precision::F32 => Box::new(CpuModel::new(tensors.clone(), options.threads)?),
-            Precision::Fp16 => Box::new(Fp16CpuModel::new(
-                tensors.clone(),
-                Fp16Options::like_gpu(&tensors.config, options.threads),
-            )?),
-        })
+fn make_backend(tensors: &Arc<ModelTensors>, options: &EngineOptions) -> Result<(Box<dyn Backend>, Option<String>)> {
+    let family = tensors.config.family;
+    let cpu = || family.load_cpu(tensors.clone(), options.precision, options.threads);
+    let cuda = |index: usize| {
+        let gpu_options = crate::cuda::options_from_env(options.batch_tokens)?;
+        family.load_cuda(tensors.clone(), index, &gpu_options)
     };
     match options.device {
         Device::Cpu => Ok((cpu()?, None)),
-        Device::Cuda(index) => Ok((
-            crate::cuda::load_backend(tensors.clone(), index, options.batch_tokens)?,
-            None,
-        )),
-        Device::Auto => match crate::cuda::load_backend(tensors.clone(), 0, options.batch_tokens) {
+        Device::Cuda(index) => Ok((cuda(index)?, None)),
+        Device::Auto => match cuda(0) {
             Ok(backend) => Ok((backend, None)),
             Err(Error::Device(why)) => Ok((cpu()?, Some(format!("CUDA not used ({why}); running on the CPU")))),
             Err(other) => Err(other),

@@ -1,4 +1,5 @@
-//! crossrank: a hand-optimized inference engine for gte-multilingual cross-encoder rerankers.
+//! crossrank: a hand-optimized inference engine for cross-encoder rerankers (gte, XLM-RoBERTa
+//! and BERT families; see [`arch`]).
 //!
 //! Data flow: [`hub`] resolves a model directory → [`config`] + [`weights`] (memory-mapped
 //! safetensors) + [`tokenize`] (pair template and `longest_first` truncation) →
@@ -9,6 +10,7 @@
 //! "spec §N" in comments refers to the model spec kept in the repository,
 //! `docs/gte-architecture.md`.
 
+pub mod arch;
 pub mod batch;
 pub mod bench;
 pub mod capi;

@@ -28,12 +28,11 @@ use serde_json::json;
 
 use crate::batch::{plan_batches, PackedBatch};
 use crate::config::Activation;
-use crate::cuda::{AttentionChoice, GpuModel, GpuOptions, KernelOrigin};
+use crate::cuda::{AttentionChoice, GpuOptions, KernelOrigin};
 use crate::engine::{Device, ModelFiles};
 use crate::error::{Error, Result};
 use crate::hub::resolve_model;
-use crate::model::cpu::CpuModel;
-use crate::model::cpu_fp16::{AttentionModel, Fp16CpuModel, Fp16Options, Mutation, SumOrder};
+use crate::model::cpu_fp16::{AttentionModel, Fp16Options, Mutation, SumOrder};
 use crate::model::{Backend, Precision};
 use crate::records::{parse_record, Format, LineReader};
 use crate::tokenize::PairTokenizer;
@@ -742,9 +741,9 @@ pub fn run(args: VerifyOptions) -> Result<()> {
             attention,
             kernels: KernelOrigin::from_env()?,
         };
-        let model = GpuModel::load(Arc::clone(&files.tensors), index, &options)?;
+        let model = cfg.family.load_cuda(Arc::clone(&files.tensors), index, &options)?;
         let batch = model.default_batch_tokens();
-        Ok((Box::new(model), batch))
+        Ok((model, batch))
     };
     let t0 = Instant::now();
     let (device, device_batch): (Box<dyn Backend>, usize) = match args.device {
@@ -755,8 +754,8 @@ pub fn run(args: VerifyOptions) -> Result<()> {
                 precision.name()
             ));
             let backend: Box<dyn Backend> = match precision {
-                Precision::F32 => Box::new(CpuModel::new(files.tensors.clone(), args.threads)?),
-                Precision::Fp16 => Box::new(Fp16CpuModel::new(files.tensors.clone(), twin_options)?),
+                Precision::F32 => cfg.family.load_cpu_f32(files.tensors.clone(), args.threads)?,
+                Precision::Fp16 => cfg.family.load_cpu_twin(files.tensors.clone(), twin_options)?,
             };
             (backend, args.batch_tokens.unwrap_or(args.cpu_batch_tokens))
         }
@@ -780,24 +779,24 @@ pub fn run(args: VerifyOptions) -> Result<()> {
     let deadline = args
         .cpu_budget
         .map(|s| Instant::now() + std::time::Duration::from_secs_f64(s));
-    let twin = Fp16CpuModel::new(files.tensors.clone(), twin_options)?;
-    let fp16_run = run_reference(&twin, &workload, args.cpu_batch_tokens, deadline)?;
+    let twin = cfg.family.load_cpu_twin(files.tensors.clone(), twin_options)?;
+    let fp16_run = run_reference(twin.as_ref(), &workload, args.cpu_batch_tokens, deadline)?;
     drop(twin);
     // The gate's calibration: the twin in a second summation order (see [`Gate`]).
-    let second = Fp16CpuModel::new(
+    let second = cfg.family.load_cpu_twin(
         files.tensors.clone(),
         Fp16Options {
             sum_order: SumOrder::Alternate,
             ..twin_options
         },
     )?;
-    let calibration_run = run_reference(&second, &workload, args.cpu_batch_tokens, deadline)?;
+    let calibration_run = run_reference(second.as_ref(), &workload, args.cpu_batch_tokens, deadline)?;
     drop(second);
     let f32_run = if args.skip_f32 {
         None
     } else {
-        let cpu = CpuModel::new(files.tensors.clone(), args.threads)?;
-        Some(run_reference(&cpu, &workload, args.cpu_batch_tokens, deadline)?)
+        let cpu = cfg.family.load_cpu_f32(files.tensors.clone(), args.threads)?;
+        Some(run_reference(cpu.as_ref(), &workload, args.cpu_batch_tokens, deadline)?)
     };
     let requested = workload.pairs.len();
     let pairs_of = |groups_done: usize| workload.groups[..groups_done].iter().map(Vec::len).sum::<usize>();

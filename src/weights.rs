@@ -1,15 +1,16 @@
-//! Memory-mapped safetensors checkpoints and the gte tensor layout on top of them.
+//! Memory-mapped safetensors checkpoints and the family-neutral tensor mapping on top of them.
 //!
 //! [`Checkpoint`] maps `model.safetensors` (or every shard named by
 //! `model.safetensors.index.json`), validates each header against the file length (a truncated
 //! or corrupted file is an error here, never an out-of-bounds read later) and hands out
 //! [`RawTensor`] views of the mapped bytes.
 //!
-//! [`GteTensors`] knows the checkpoint layout of the model (spec §2): it finds the backbone
-//! prefix (`new.`, `gte.` or none), accepts both the new-impl names (packed `qkv_proj`,
-//! `up_gate_proj`) and the transformers-native names (separate q/k/v and gate/up projections,
-//! concatenated here into the packed order), checks shape and dtype of every tensor, and
-//! converts F32/F16/BF16 storage into f32 or f16 on request, straight from the map.
+//! [`ModelTensors`] maps the logical tensors of an encoder ([`Param`]: embeddings, per-layer
+//! projections and norms, head) onto stored names through the model's family
+//! ([`crate::arch::ModelFamily::stored_names`]); a logical tensor may be several stored
+//! tensors concatenated along dimension 0 (separate q/k/v packed at load). It checks shape and
+//! dtype of every tensor, and converts F32/F16/BF16 storage into f32 or f16 on request,
+//! straight from the map.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -20,7 +21,7 @@ use half::{bf16, f16};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
-use crate::config::{ModelConfig, ModelType};
+use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 
 /// Storage dtypes the engine accepts.
@@ -325,7 +326,7 @@ impl Checkpoint {
     }
 
     /// The file a tensor is stored in, or the directory for a missing tensor (error messages).
-    fn file_of(&self, name: &str) -> &Path {
+    pub fn file_of(&self, name: &str) -> &Path {
         match self.location.get(name) {
             Some(&i) => &self.files[i].path,
             None if self.files.len() == 1 => &self.files[0].path,
@@ -424,16 +425,17 @@ impl LogicalTensor<'_> {
     }
 }
 
-/// Which naming scheme the checkpoint uses.
+/// How the checkpoint stores the fused projections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NameScheme {
-    /// new-impl: `encoder.layer.{i}.attention.qkv_proj`, `mlp.up_gate_proj`, `attn_ln`, `mlp_ln`.
+    /// Fused tensors stored as such (gte new-impl: `qkv_proj`, `up_gate_proj`).
     Packed,
-    /// transformers-native: `layers.{i}.self_attn.{q,k,v}_proj`, `mlp.{up,gate}_proj`, ...
+    /// Separate tensors concatenated at load (q/k/v; gte's up/gate), transformers-native names.
     Native,
 }
 
-/// Tensors of one layer, in the packed layout; see spec §2.1.
+/// Tensors of one layer of a post-LayerNorm encoder. QKV is always one logical `[3h, h]`
+/// tensor (rows `[q; k; v]`), whatever the storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayerParam {
     QkvWeight,
@@ -442,7 +444,11 @@ pub enum LayerParam {
     OutBias,
     AttnNormWeight,
     AttnNormBias,
+    /// Fused `[up; gate]` of gated-GELU MLPs.
     UpGateWeight,
+    /// Up projection of plain-GELU MLPs, and its bias.
+    UpWeight,
+    UpBias,
     DownWeight,
     DownBias,
     MlpNormWeight,
@@ -453,55 +459,38 @@ pub enum LayerParam {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Param {
     WordEmbeddings,
+    /// Learned absolute positions (families without rotary positions).
+    PositionEmbeddings,
     TypeEmbeddings,
     EmbeddingNormWeight,
     EmbeddingNormBias,
+    /// Dense layer of the head before tanh (BERT's pooler, XLM-R's `classifier.dense`).
     PoolerWeight,
     PoolerBias,
+    /// The 1-logit projection.
     ClassifierWeight,
     ClassifierBias,
     Layer(usize, LayerParam),
 }
 
-/// The gte checkpoint layout over a [`Checkpoint`].
-pub struct GteTensors {
+/// A checkpoint seen through its family's tensor layout.
+pub struct ModelTensors {
     pub ckpt: Arc<Checkpoint>,
     pub config: ModelConfig,
-    /// Backbone prefix including the dot (`new.`, `gte.`) or empty.
+    /// Backbone prefix including the dot (`new.`, `roberta.`, `bert.`) or empty.
     pub prefix: String,
     pub scheme: NameScheme,
 }
 
-/// Tensors some exports persist although they are recomputed (spec §2.2).
-pub fn is_ignored_buffer(name: &str) -> bool {
-    ["position_ids", "inv_freq", "cos_cached", "sin_cached"]
-        .iter()
-        .any(|suffix| name.ends_with(suffix))
-}
+/// The name tests and tools used before the family seam (a gte checkpoint is a
+/// [`ModelTensors`] like any other).
+pub use crate::arch::gte::GteTensors;
 
-impl GteTensors {
+impl ModelTensors {
+    /// Finds the family's layout in `ckpt` (prefix, naming scheme).
     pub fn new(ckpt: Arc<Checkpoint>, config: ModelConfig) -> Result<Self> {
-        let mut prefixes = vec!["new.", "", "gte."];
-        if config.model_type == ModelType::Gte {
-            prefixes.rotate_left(2);
-        }
-        let prefix = prefixes
-            .into_iter()
-            .find(|p| ckpt.contains(&format!("{p}embeddings.word_embeddings.weight")))
-            .ok_or_else(|| {
-                Error::tensor(
-                    ckpt.file_of("new.embeddings.word_embeddings.weight"),
-                    "new.embeddings.word_embeddings.weight",
-                    "missing from the checkpoint (also looked for `embeddings.word_embeddings.weight` and `gte.embeddings.word_embeddings.weight`): is this a gte reranker checkpoint?",
-                )
-            })?
-            .to_string();
-        let scheme = if ckpt.contains(&format!("{prefix}layers.0.self_attn.q_proj.weight")) {
-            NameScheme::Native
-        } else {
-            NameScheme::Packed
-        };
-        Ok(GteTensors {
+        let (prefix, scheme) = config.family.locate(&ckpt, &config)?;
+        Ok(ModelTensors {
             ckpt,
             config,
             prefix,
@@ -511,88 +500,12 @@ impl GteTensors {
 
     /// Stored names that make up a logical tensor, in concatenation order.
     pub fn stored_names(&self, param: Param) -> Vec<String> {
-        let p = &self.prefix;
-        let one = |s: String| vec![s];
-        match param {
-            Param::WordEmbeddings => one(format!("{p}embeddings.word_embeddings.weight")),
-            Param::TypeEmbeddings => one(format!("{p}embeddings.token_type_embeddings.weight")),
-            Param::EmbeddingNormWeight => one(format!("{p}embeddings.LayerNorm.weight")),
-            Param::EmbeddingNormBias => one(format!("{p}embeddings.LayerNorm.bias")),
-            Param::PoolerWeight => one(format!("{p}pooler.dense.weight")),
-            Param::PoolerBias => one(format!("{p}pooler.dense.bias")),
-            Param::ClassifierWeight => one("classifier.weight".to_string()),
-            Param::ClassifierBias => one("classifier.bias".to_string()),
-            Param::Layer(i, lp) => match self.scheme {
-                NameScheme::Packed => {
-                    let l = format!("{p}encoder.layer.{i}.");
-                    one(match lp {
-                        LayerParam::QkvWeight => format!("{l}attention.qkv_proj.weight"),
-                        LayerParam::QkvBias => format!("{l}attention.qkv_proj.bias"),
-                        LayerParam::OutWeight => format!("{l}attention.o_proj.weight"),
-                        LayerParam::OutBias => format!("{l}attention.o_proj.bias"),
-                        LayerParam::AttnNormWeight => format!("{l}attn_ln.weight"),
-                        LayerParam::AttnNormBias => format!("{l}attn_ln.bias"),
-                        LayerParam::UpGateWeight => format!("{l}mlp.up_gate_proj.weight"),
-                        LayerParam::DownWeight => format!("{l}mlp.down_proj.weight"),
-                        LayerParam::DownBias => format!("{l}mlp.down_proj.bias"),
-                        LayerParam::MlpNormWeight => format!("{l}mlp_ln.weight"),
-                        LayerParam::MlpNormBias => format!("{l}mlp_ln.bias"),
-                    })
-                }
-                NameScheme::Native => {
-                    let l = format!("{p}layers.{i}.");
-                    let qkv = |kind: &str| {
-                        ["q", "k", "v"]
-                            .iter()
-                            .map(|x| format!("{l}self_attn.{x}_proj.{kind}"))
-                            .collect()
-                    };
-                    match lp {
-                        LayerParam::QkvWeight => qkv("weight"),
-                        LayerParam::QkvBias => qkv("bias"),
-                        LayerParam::OutWeight => one(format!("{l}self_attn.o_proj.weight")),
-                        LayerParam::OutBias => one(format!("{l}self_attn.o_proj.bias")),
-                        LayerParam::AttnNormWeight => one(format!("{l}post_attention_layernorm.weight")),
-                        LayerParam::AttnNormBias => one(format!("{l}post_attention_layernorm.bias")),
-                        // Packed order is [up; gate] (spec §3.6).
-                        LayerParam::UpGateWeight => {
-                            vec![format!("{l}mlp.up_proj.weight"), format!("{l}mlp.gate_proj.weight")]
-                        }
-                        LayerParam::DownWeight => one(format!("{l}mlp.down_proj.weight")),
-                        LayerParam::DownBias => one(format!("{l}mlp.down_proj.bias")),
-                        LayerParam::MlpNormWeight => one(format!("{l}post_mlp_layernorm.weight")),
-                        LayerParam::MlpNormBias => one(format!("{l}post_mlp_layernorm.bias")),
-                    }
-                }
-            },
-        }
+        self.config.family.stored_names(self, param)
     }
 
     /// Shape of the logical tensor the config implies.
     pub fn expected_shape(&self, param: Param) -> Vec<usize> {
-        let c = &self.config;
-        let (h, i) = (c.hidden_size, c.intermediate_size);
-        match param {
-            Param::WordEmbeddings => vec![c.vocab_size, h],
-            Param::TypeEmbeddings => vec![c.type_vocab_size, h],
-            Param::EmbeddingNormWeight | Param::EmbeddingNormBias | Param::PoolerBias => vec![h],
-            Param::PoolerWeight => vec![h, h],
-            Param::ClassifierWeight => vec![1, h],
-            Param::ClassifierBias => vec![1],
-            Param::Layer(_, lp) => match lp {
-                LayerParam::QkvWeight => vec![3 * h, h],
-                LayerParam::QkvBias => vec![3 * h],
-                LayerParam::OutWeight => vec![h, h],
-                LayerParam::UpGateWeight => vec![2 * i, h],
-                LayerParam::DownWeight => vec![h, i],
-                LayerParam::OutBias
-                | LayerParam::AttnNormWeight
-                | LayerParam::AttnNormBias
-                | LayerParam::DownBias
-                | LayerParam::MlpNormWeight
-                | LayerParam::MlpNormBias => vec![h],
-            },
-        }
+        self.config.family.expected_shape(&self.config, param)
     }
 
     /// Looks up a logical tensor and checks every part's shape.
@@ -623,35 +536,7 @@ impl GteTensors {
 
     /// Every logical tensor the model needs, in load order.
     pub fn params(&self) -> Vec<Param> {
-        let mut out = vec![Param::WordEmbeddings];
-        if self.config.type_vocab_size > 0 {
-            out.push(Param::TypeEmbeddings);
-        }
-        out.extend([Param::EmbeddingNormWeight, Param::EmbeddingNormBias]);
-        for l in 0..self.config.num_layers {
-            for lp in [
-                LayerParam::QkvWeight,
-                LayerParam::QkvBias,
-                LayerParam::OutWeight,
-                LayerParam::OutBias,
-                LayerParam::AttnNormWeight,
-                LayerParam::AttnNormBias,
-                LayerParam::UpGateWeight,
-                LayerParam::DownWeight,
-                LayerParam::DownBias,
-                LayerParam::MlpNormWeight,
-                LayerParam::MlpNormBias,
-            ] {
-                out.push(Param::Layer(l, lp));
-            }
-        }
-        out.extend([
-            Param::PoolerWeight,
-            Param::PoolerBias,
-            Param::ClassifierWeight,
-            Param::ClassifierBias,
-        ]);
-        out
+        self.config.family.params(&self.config)
     }
 
     /// Checks every tensor (presence, shape, dtype) before any backend allocates.
@@ -684,7 +569,7 @@ impl GteTensors {
         let mut out: Vec<String> = self
             .ckpt
             .names()
-            .filter(|n| !used.contains(*n) && !is_ignored_buffer(n))
+            .filter(|n| !used.contains(*n) && !self.config.family.is_ignored_buffer(n))
             .map(str::to_owned)
             .collect();
         out.sort();

@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::model::Backend;
-use crate::weights::GteTensors;
+use crate::weights::ModelTensors;
 
 pub mod blas;
 pub mod device_error;
@@ -48,7 +48,9 @@ pub mod profile;
 pub mod runtime;
 pub mod tune;
 
-pub use model::{AttentionChoice, AttentionPath, GpuModel, GpuOptions};
+/// The gte forward, under the path tests and benches used before the family seam.
+pub use crate::arch::gte::cuda::GpuModel;
+pub use model::{AttentionChoice, AttentionPath, GpuOptions};
 pub use module::KernelOrigin;
 pub use runtime::{DeviceInfo, Gpu};
 
@@ -58,13 +60,22 @@ pub use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DevicePtr, DevicePtrM
 /// Loads the model onto CUDA device `index`. Any reason the GPU cannot be used (no driver, no
 /// cuBLAS, no device, a model shape the kernels do not support, out of memory) is an
 /// [`crate::Error::Device`], which `Device::Auto` turns into a CPU fallback.
-pub fn load_backend(tensors: Arc<GteTensors>, index: usize, batch_tokens: Option<usize>) -> Result<Box<dyn Backend>> {
-    let options = GpuOptions {
+pub fn load_backend(tensors: Arc<ModelTensors>, index: usize, batch_tokens: Option<usize>) -> Result<Box<dyn Backend>> {
+    Ok(Box::new(GpuModel::load(
+        tensors,
+        index,
+        &options_from_env(batch_tokens)?,
+    )?))
+}
+
+/// The GPU options of a plain run: `batch_tokens`, attention and kernel origin from the
+/// environment (`CROSSRANK_ATTENTION`, `CROSSRANK_KERNELS`).
+pub fn options_from_env(batch_tokens: Option<usize>) -> Result<GpuOptions> {
+    Ok(GpuOptions {
         batch_tokens,
         attention: AttentionChoice::from_env()?,
         kernels: KernelOrigin::from_env()?,
-    };
-    Ok(Box::new(GpuModel::load(tensors, index, &options)?))
+    })
 }
 
 /// How the CUDA kernels were built (shown by `crossrank info` and `--version`), e.g.

@@ -1,4 +1,4 @@
-//! `crossrank info`: a model's config, parameters, stored dtype, max length and tokenizer.
+//! `crossrank info`: a model's family, config, parameters, stored dtype, max length and tokenizer.
 
 use clap::Args;
 use serde_json::json;
@@ -27,7 +27,9 @@ pub fn run(args: InfoArgs) -> Result<()> {
     let template = files.tokenizer.template();
     let report = json!({
         "model_dir": dir.display().to_string(),
-        "model_type": format!("{:?}", c.model_type).to_lowercase(),
+        "model_type": c.model_type,
+        "family": c.family.name(),
+        "segment_ids": c.family.uses_segment_ids(c),
         "vocab_size": c.vocab_size,
         "hidden_size": c.hidden_size,
         "num_hidden_layers": c.num_layers,
@@ -37,8 +39,9 @@ pub fn run(args: InfoArgs) -> Result<()> {
         "max_position_embeddings": c.max_position_embeddings,
         "type_vocab_size": c.type_vocab_size,
         "layer_norm_eps": c.layer_norm_eps,
-        "rope_base": c.rope.base,
-        "rope_divisor": c.rope.divisor,
+        "rope_base": (c.rope.base > 0.0).then_some(c.rope.base),
+        "rope_divisor": (c.rope.base > 0.0).then_some(c.rope.divisor),
+        "padding_idx": c.padding_idx,
         "activation": c.activation.name(),
         "parameters": c.parameter_count(),
         "stored_dtypes": dtypes,
@@ -59,8 +62,14 @@ pub fn run(args: InfoArgs) -> Result<()> {
     }
     println!("model            {}", dir.display());
     println!(
-        "architecture     {:?} (gte reranker), {} layers, hidden {}, {} heads × {}, intermediate {}",
-        c.model_type, c.num_layers, c.hidden_size, c.num_heads, c.head_dim, c.intermediate_size
+        "family           {} (model_type \"{}\"): {}",
+        c.family.name(),
+        c.model_type,
+        c.family.summary()
+    );
+    println!(
+        "architecture     {} layers, hidden {}, {} heads × {}, intermediate {}",
+        c.num_layers, c.hidden_size, c.num_heads, c.head_dim, c.intermediate_size
     );
     println!(
         "parameters       {} ({:.1} M)",
@@ -80,10 +89,9 @@ pub fn run(args: InfoArgs) -> Result<()> {
         c.vocab_size,
         files.tokenizer.vocab_size()
     );
-    println!(
-        "rope             inv_freq = {}^(-2j/{}) / {:.7}",
-        c.rope.base, c.head_dim, c.rope.divisor
-    );
+    for (label, value) in c.family.info_lines(c) {
+        println!("{label:<16} {value}");
+    }
     println!(
         "max length       {} tokens per pair (max_position_embeddings {})",
         files.tokenizer.max_length(),
