@@ -7,12 +7,12 @@
 # A targeted rerun of some steps: GPU_STEPS=verify,drift bash tools/gpu-check.sh
 #
 # Steps (each time-limited; a failing step never stops the next ones; budget GPU_BUDGET,
-# default 430 s; the caps below add up to 425 s, a typical run is shorter):
+# default 445 s; the caps below add up to 440 s, a typical run is shorter):
 #   info         10  nvidia-smi (name, SMs, clocks, driver), the CUDA libraries, the bundle
 #   ckpt         bg  the real-size random checkpoint (12 layers, hidden 768, 250048 rows, F16;
 #                    tools/gpu_gen.py), generated in the background while the tests run,
 #                    with the drift pairs (gpu_gen.py pairs, 8..2,048 tokens)
-#   gpu_kernels  60  every kernel vs its CPU twin, each test in its own process
+#   gpu_kernels  75  every kernel vs its CPU twin, each test in its own process
 #                    (tools/gpu-test-runner.sh; a failure is rerun with CUDA_LAUNCH_BLOCKING=1)
 #   gpu_model    70  the whole model vs the CPU (tiny fixture, real shapes; the BERT and
 #                    XLM-R fixtures vs their fp16 twin and transformers), likewise
@@ -45,7 +45,7 @@
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 # shellcheck source=tools/gpu-lib.sh
 source tools/gpu-lib.sh
-gpu_setup gpu-check 430
+gpu_setup gpu-check 445
 VERIFY_PAIRS=${VERIFY_PAIRS:-1024}
 VERIFY_CPU_BUDGET=${VERIFY_CPU_BUDGET:-70}
 DRIFT_PAIRS=${DRIFT_PAIRS:-256}
@@ -83,7 +83,7 @@ tests_step() {
     (( rc == 99 )) && return  # skipped: the time budget is spent
     note_last "$(grep -E '^TESTS:' "$LOGS/tests.log" | tail -n 1 | sed 's/^TESTS: //')"
 }
-tests_step gpu_kernels 60
+tests_step gpu_kernels 75
 tests_step gpu_model 70
 tests_step gpu_fault 15
 

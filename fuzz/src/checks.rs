@@ -64,6 +64,10 @@ pub fn check_accepted(c: &ModelConfig) {
         assert!(v > 0, "{c:?}");
     }
     assert_eq!(c.num_heads.checked_mul(c.head_dim), Some(c.hidden_size), "{c:?}");
+    if c.family.name() != "gte" {
+        check_accepted_absolute(c);
+        return;
+    }
     assert_eq!(c.head_dim % 2, 0, "{c:?}");
     assert!(c.type_vocab_size <= 1, "{c:?}");
     assert!(c.layer_norm_eps > 0.0 && c.layer_norm_eps < 1e-2, "{c:?}");
@@ -98,6 +102,22 @@ pub fn check_accepted(c: &ModelConfig) {
     let f = c.inv_freq();
     assert_eq!(f.len(), c.head_dim / 2);
     assert!(f.iter().all(|x| x.is_finite() && *x >= 0.0), "{f:?}");
+}
+
+/// The absolute-position families (XLM-R, BERT): only the sizes their forward is verified for.
+fn check_accepted_absolute(c: &ModelConfig) {
+    assert!(c.head_dim == 32 || c.head_dim == 64, "{c:?}");
+    assert!(c.hidden_size <= 1024 && c.num_layers <= 24, "{c:?}");
+    assert!((1..=16).contains(&c.type_vocab_size), "{c:?}");
+    assert!(c.layer_norm_eps > 0.0 && c.layer_norm_eps < 1e-2, "{c:?}");
+    let usable = c.max_sequence_length();
+    assert!(
+        (1..=8192).contains(&usable) && usable <= c.max_position_embeddings,
+        "{c:?}"
+    );
+    assert!(c.inv_freq().is_empty(), "{c:?}");
+    // Bounded sizes: the parameter count cannot overflow.
+    assert!(c.parameter_count() > 0, "{c:?}");
 }
 
 /// `ModelConfig::parameter_count` with checked arithmetic.

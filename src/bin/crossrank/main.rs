@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 use crossrank::error::{exit_code, Error, Result};
 
 #[derive(Parser, Debug)]
-#[command(name = "crossrank", version = crossrank::long_version(), about = "Fast cross-encoder reranker inference (gte-multilingual rerankers)")]
+#[command(name = "crossrank", version = crossrank::long_version(), about = "Fast cross-encoder reranker inference (gte, XLM-RoBERTa and BERT families)")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
