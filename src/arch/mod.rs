@@ -119,9 +119,3 @@ pub fn supported_model_types() -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
-
-/// The error of a family without a CUDA forward yet: a [`crate::Error::Device`], so
-/// `Device::Auto` runs it on the CPU.
-pub fn no_cuda_yet(family: &dyn ModelFamily) -> crate::Error {
-    crate::Error::Device(format!("the {} family is not yet supported on CUDA", family.name()))
-}
