@@ -69,6 +69,17 @@ impl PackedBatch {
         self.token_ids.len()
     }
 
+    /// A batch of sequences `seqs` of this one, segment ids included (what a split of a
+    /// batch that did not fit on the device runs).
+    pub fn select(&self, seqs: std::ops::Range<usize>) -> PackedBatch {
+        let mut sub = PackedBatch::new();
+        for s in seqs {
+            let r = self.seq_range(s);
+            sub.push_typed(&self.token_ids[r.clone()], &self.token_type_ids[r]);
+        }
+        sub
+    }
+
     /// Token range of sequence `s`.
     pub fn seq_range(&self, s: usize) -> std::ops::Range<usize> {
         self.cu_seqlens[s] as usize..self.cu_seqlens[s + 1] as usize
@@ -113,6 +124,20 @@ mod tests {
         assert_eq!(b.max_seqlen, 3);
         assert_eq!(b.num_seqs(), 3);
         assert_eq!(b.seq_range(2), 4..6);
+    }
+
+    #[test]
+    fn select_keeps_ids_positions_and_segment_ids() {
+        let mut b = PackedBatch::new();
+        b.push_typed(&[1, 2, 3], &[0, 0, 1]);
+        b.push(&[4]);
+        b.push_typed(&[5, 6], &[0, 1]);
+        let sub = b.select(1..3);
+        assert_eq!(sub.token_ids, vec![4, 5, 6]);
+        assert_eq!(sub.token_type_ids, vec![0, 0, 1]);
+        assert_eq!(sub.positions, vec![0, 0, 1]);
+        assert_eq!(sub.cu_seqlens, vec![0, 1, 3]);
+        assert_eq!(sub.max_seqlen, 2);
     }
 
     #[test]

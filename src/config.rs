@@ -345,12 +345,22 @@ impl ConfigParser<'_> {
     }
 
     /// sentence-transformers' `activation_fn` (v4+) or the legacy key; Sigmoid by default
-    /// for a single label, as `CrossEncoder` does.
+    /// for a single label, as `CrossEncoder.get_default_activation_fn` does: the legacy key is
+    /// read whenever `sentence_transformers` has no `activation_fn` key (an object without
+    /// it included), and an explicit `null` means the default.
     fn activation(&self) -> Result<Activation> {
+        let legacy = || -> Result<(&'static str, Option<&str>)> {
+            let key = "sbert_ce_default_activation_function";
+            match self.get(key) {
+                Some(Value::Null) => Ok((key, None)),
+                _ => Ok((key, self.str_key(key)?)),
+            }
+        };
         let (key, name) = match self.get("sentence_transformers") {
             Some(Value::Object(st)) => match st.get("activation_fn") {
                 Some(Value::String(s)) => ("sentence_transformers.activation_fn", Some(s.as_str())),
-                None | Some(Value::Null) => ("", None),
+                Some(Value::Null) => ("", None),
+                None => legacy()?,
                 Some(v) => {
                     return Err(self.err(format!(
                         "key `sentence_transformers.activation_fn`: expected a string, found {v}"
@@ -358,10 +368,7 @@ impl ConfigParser<'_> {
                 }
             },
             Some(v) => return Err(self.err(format!("key `sentence_transformers`: expected an object, found {v}"))),
-            None => (
-                "sbert_ce_default_activation_function",
-                self.str_key("sbert_ce_default_activation_function")?,
-            ),
+            None => legacy()?,
         };
         let Some(name) = name else {
             return Ok(Activation::Sigmoid);
@@ -401,6 +408,31 @@ mod tests {
         assert!((f[31] - 8.5170113e-06).abs() < 1e-12, "{}", f[31]);
         assert_eq!(cfg.parameter_count(), 305_959_681);
         assert_eq!(cfg.activation, Activation::Sigmoid);
+    }
+
+    #[test]
+    fn activation_follows_cross_encoders_default_rules() {
+        let with = |extra: &str| {
+            parse(&BASE.replace("\"type_vocab_size\": 1,", &format!("\"type_vocab_size\": 1, {extra},")))
+                .unwrap()
+                .activation
+        };
+        let legacy = r#""sbert_ce_default_activation_function": "torch.nn.modules.linear.Identity""#;
+        // The legacy key counts whenever `sentence_transformers` has no `activation_fn` key.
+        assert_eq!(with(legacy), Activation::Identity);
+        assert_eq!(
+            with(&format!(r#"{legacy}, "sentence_transformers": {{"version": "5.0.0"}}"#)),
+            Activation::Identity
+        );
+        // `activation_fn` wins over the legacy key; an explicit null means the default.
+        let tanh = r#""sentence_transformers": {"activation_fn": "torch.nn.modules.activation.Tanh"}"#;
+        assert_eq!(with(&format!("{legacy}, {tanh}")), Activation::Tanh);
+        let null = r#""sentence_transformers": {"activation_fn": null}"#;
+        assert_eq!(with(&format!("{legacy}, {null}")), Activation::Sigmoid);
+        assert_eq!(
+            with(r#""sbert_ce_default_activation_function": null"#),
+            Activation::Sigmoid
+        );
     }
 
     #[test]

@@ -168,8 +168,46 @@ impl ModelFiles {
                 ),
             ));
         }
+        check_segments(&config, &tokenizer)?;
         Ok((config, tokenizer))
     }
+}
+
+/// A template's segment ids must be ones the model embeds: a family that embeds none (gte,
+/// XLM-R) refuses a template that assigns segment 1, rather than scoring every token as
+/// segment 0, and a family that does embed them needs a row for each id.
+fn check_segments(config: &ModelConfig, tokenizer: &PairTokenizer) -> Result<()> {
+    let Some(seg) = &tokenizer.template().segments else {
+        return Ok(());
+    };
+    let largest = seg
+        .prefix
+        .iter()
+        .chain(&seg.middle)
+        .chain(&seg.suffix)
+        .chain([&seg.query, &seg.document])
+        .max()
+        .copied()
+        .unwrap_or(0);
+    if !config.family.uses_segment_ids(config) {
+        return Err(Error::tokenizer(
+            tokenizer.path(),
+            format!(
+                "the pair template assigns segment (token type) ids up to {largest}, but the {} family embeds none: tokenizer and model do not belong together",
+                config.family.name()
+            ),
+        ));
+    }
+    if largest as usize >= config.type_vocab_size {
+        return Err(Error::tokenizer(
+            tokenizer.path(),
+            format!(
+                "the pair template assigns segment id {largest}, outside the model's type_vocab_size ({})",
+                config.type_vocab_size
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl Engine {
@@ -289,7 +327,7 @@ impl Engine {
         let result = if whole {
             self.forward(batch)
         } else {
-            let sub = PackedBatch::from_sequences(seqs.clone().map(|s| &batch.token_ids[batch.seq_range(s)]));
+            let sub = batch.select(seqs.clone());
             self.forward(&sub)
         };
         match result {

@@ -3,8 +3,10 @@
 //!
 //! Data flow: [`hub`] resolves a model directory → [`config`] + [`weights`] (memory-mapped
 //! safetensors) + [`tokenize`] (pair template and `longest_first` truncation) →
-//! [`batch`] packs token sequences without padding → a [`model::Backend`] (the f32 CPU
-//! reference in [`model::cpu`], or the CUDA path in [`cuda`]) returns one logit per pair →
+//! [`batch`] packs token sequences without padding → a [`model::Backend`] built by the
+//! model's family in [`arch`] (its f32 CPU reference or fp16 twin from the shared ops in
+//! [`model::cpu`] / [`model::cpu_fp16`], or its CUDA forward from the launch wrappers in
+//! [`cuda`]) returns one logit per pair →
 //! [`engine::Engine`] restores input order and applies the score activation.
 //!
 //! "spec §N" in comments refers to the model spec kept in the repository,

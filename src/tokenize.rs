@@ -129,6 +129,21 @@ impl PairTemplate {
     pub fn uses_segments(&self) -> bool {
         self.segments.is_some()
     }
+
+    /// Segment ids of a pair with `query_len` and `document_len` kept tokens (empty when the
+    /// template gives every token segment 0).
+    pub fn type_ids(&self, query_len: usize, document_len: usize) -> Vec<u32> {
+        let Some(seg) = &self.segments else {
+            return Vec::new();
+        };
+        let mut types = Vec::with_capacity(self.num_special() + query_len + document_len);
+        types.extend_from_slice(&seg.prefix);
+        types.resize(types.len() + query_len, seg.query);
+        types.extend_from_slice(&seg.middle);
+        types.resize(types.len() + document_len, seg.document);
+        types.extend_from_slice(&seg.suffix);
+        types
+    }
 }
 
 /// Cheap to clone: the vocabulary is shared, so one tokenizer per `max_length` costs nothing.
@@ -347,21 +362,9 @@ impl PairTokenizer {
         ids.extend_from_slice(&t.middle);
         ids.extend_from_slice(&document[..nb]);
         ids.extend_from_slice(&t.suffix);
-        let type_ids = match &t.segments {
-            None => Vec::new(),
-            Some(seg) => {
-                let mut types = Vec::with_capacity(ids.len());
-                types.extend_from_slice(&seg.prefix);
-                types.resize(types.len() + na, seg.query);
-                types.extend_from_slice(&seg.middle);
-                types.resize(types.len() + nb, seg.document);
-                types.extend_from_slice(&seg.suffix);
-                types
-            }
-        };
         EncodedPair {
             ids,
-            type_ids,
+            type_ids: t.type_ids(na, nb),
             truncated: na < query.len() || nb < document.len(),
         }
     }

@@ -35,7 +35,7 @@ use crate::hub::resolve_model;
 use crate::model::cpu_fp16::{AttentionModel, Fp16Options, Mutation, SumOrder};
 use crate::model::{Backend, Precision};
 use crate::records::{parse_record, Format, LineReader};
-use crate::tokenize::PairTokenizer;
+use crate::tokenize::{PairTemplate, PairTokenizer};
 
 /// What `crossrank verify` compares and how (the command line's `verify` arguments).
 #[derive(Clone, Debug)]
@@ -95,6 +95,9 @@ pub struct VerifyOptions {
 #[derive(Clone, Debug)]
 pub struct Workload {
     pub pairs: Vec<Vec<u32>>,
+    /// Segment ids of each pair (empty: all 0), as the tokenizer's template assigns them, so
+    /// a family that embeds segments is compared on the inputs it will really get.
+    pub type_ids: Vec<Vec<u32>>,
     /// Indices into `pairs`, one group per query.
     pub groups: Vec<Vec<usize>>,
     pub source: String,
@@ -145,7 +148,8 @@ pub fn synthetic_length(rng: &mut SplitMix64, i: usize, min: usize, max: usize, 
     }
 }
 
-/// Synthetic pairs (see the module docs). `ids` = the range of ordinary token ids.
+/// Synthetic pairs (see the module docs), every token segment 0. `ids` = the range of
+/// ordinary token ids.
 #[allow(clippy::too_many_arguments)]
 pub fn synthetic_workload(
     prefix: &[u32],
@@ -159,6 +163,37 @@ pub fn synthetic_workload(
     long_fraction: f64,
     seed: u64,
 ) -> Result<Workload> {
+    let template = PairTemplate {
+        prefix: prefix.to_vec(),
+        middle: middle.to_vec(),
+        suffix: suffix.to_vec(),
+        segments: None,
+    };
+    synthetic_workload_in(
+        &template,
+        ids,
+        n,
+        docs_per_query,
+        min_tokens,
+        max_tokens,
+        long_fraction,
+        seed,
+    )
+}
+
+/// [`synthetic_workload`] in `template`, segment ids included where the template has them.
+#[allow(clippy::too_many_arguments)]
+pub fn synthetic_workload_in(
+    template: &PairTemplate,
+    ids: std::ops::Range<u32>,
+    n: usize,
+    docs_per_query: usize,
+    min_tokens: usize,
+    max_tokens: usize,
+    long_fraction: f64,
+    seed: u64,
+) -> Result<Workload> {
+    let (prefix, middle, suffix) = (&template.prefix[..], &template.middle[..], &template.suffix[..]);
     let specials = prefix.len() + middle.len() + suffix.len();
     let min_tokens = min_tokens.max(specials + 1);
     if max_tokens < min_tokens {
@@ -174,6 +209,7 @@ pub fn synthetic_workload(
     let docs_per_query = docs_per_query.max(1);
     let mut rng = SplitMix64(seed ^ 0x5EED_C0DE);
     let mut pairs = Vec::with_capacity(n);
+    let mut type_ids = Vec::with_capacity(n);
     let mut groups = Vec::new();
     let draw = |rng: &mut SplitMix64, len: usize| -> Vec<u32> {
         (0..len)
@@ -197,11 +233,13 @@ pub fn synthetic_workload(
             debug_assert_eq!(seq.len(), total);
             group.push(pairs.len());
             pairs.push(seq);
+            type_ids.push(template.type_ids(q, doc.len()));
         }
         groups.push(group);
     }
     Ok(Workload {
         pairs,
+        type_ids,
         groups,
         source: format!("synthetic (seed {seed})"),
     })
@@ -219,10 +257,8 @@ fn synthetic_from_tokenizer(tok: &PairTokenizer, args: &VerifyOptions) -> Result
         .max()
         .map_or(0, |m| m + 2);
     let max_tokens = args.max_tokens.unwrap_or(2048).min(tok.max_length());
-    synthetic_workload(
-        &t.prefix,
-        &t.middle,
-        &t.suffix,
+    synthetic_workload_in(
+        t,
         first..tok.max_id(),
         args.n,
         args.docs_per_query,
@@ -247,6 +283,7 @@ fn file_workload(path: &str, format: Option<&str>, tok: &PairTokenizer) -> Resul
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut reader = LineReader::new(std::io::BufReader::new(file));
     let mut pairs = Vec::new();
+    let mut type_ids = Vec::new();
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut by_query: HashMap<String, usize> = HashMap::new();
     while let Some((line, raw)) = reader.next_line().map_err(|e| Error::io(path, e))? {
@@ -258,26 +295,47 @@ fn file_workload(path: &str, format: Option<&str>, tok: &PairTokenizer) -> Resul
         });
         groups[g].push(pairs.len());
         pairs.push(encoded.ids);
+        type_ids.push(encoded.type_ids);
     }
     if pairs.is_empty() {
         return Err(Error::InvalidArgument(format!("{path}: no pairs")));
     }
     Ok(Workload {
         pairs,
+        type_ids,
         groups,
         source: path.to_string(),
     })
 }
 
-/// Logits of every pair (input order) on `backend`, batches of at most `batch_tokens`.
+/// Logits of every pair (input order) on `backend`, batches of at most `batch_tokens`;
+/// every token segment 0.
 pub fn score_pairs(backend: &dyn Backend, pairs: &[Vec<u32>], batch_tokens: usize) -> Result<Vec<f32>> {
+    score_typed_pairs(backend, pairs, &[], batch_tokens)
+}
+
+/// [`score_pairs`] with segment ids: `type_ids` empty (all 0) or one entry per pair, each
+/// empty (all 0) or one id per token.
+pub fn score_typed_pairs(
+    backend: &dyn Backend,
+    pairs: &[Vec<u32>],
+    type_ids: &[Vec<u32>],
+    batch_tokens: usize,
+) -> Result<Vec<f32>> {
+    if !type_ids.is_empty() && type_ids.len() != pairs.len() {
+        return Err(Error::Internal(format!(
+            "{} segment-id lists for {} pairs",
+            type_ids.len(),
+            pairs.len()
+        )));
+    }
     let lengths: Vec<usize> = pairs.iter().map(Vec::len).collect();
     let mut logits = vec![0.0f32; pairs.len()];
     let mut batch = PackedBatch::new();
     for group in plan_batches(&lengths, batch_tokens.max(1), usize::MAX) {
         batch.clear();
         for &i in &group {
-            batch.push(&pairs[i]);
+            batch.push_typed(&pairs[i], type_ids.get(i).map_or(&[][..], Vec::as_slice));
         }
         let out = backend.forward(&batch)?;
         if out.len() != group.len() {
@@ -304,6 +362,18 @@ pub fn score_groups_until(
     batch_tokens: usize,
     deadline: Option<Instant>,
 ) -> Result<(Vec<f32>, usize)> {
+    score_typed_groups_until(backend, pairs, &[], groups, batch_tokens, deadline)
+}
+
+/// [`score_groups_until`] with segment ids (`type_ids` as [`score_typed_pairs`] takes them).
+pub fn score_typed_groups_until(
+    backend: &dyn Backend,
+    pairs: &[Vec<u32>],
+    type_ids: &[Vec<u32>],
+    groups: &[Vec<usize>],
+    batch_tokens: usize,
+    deadline: Option<Instant>,
+) -> Result<(Vec<f32>, usize)> {
     let mut logits = vec![f32::NAN; pairs.len()];
     let mut done = 0;
     while done < groups.len() {
@@ -318,7 +388,15 @@ pub fn score_groups_until(
         }
         let idx: Vec<usize> = groups[done..end].iter().flatten().copied().collect();
         let chunk: Vec<Vec<u32>> = idx.iter().map(|&i| pairs[i].clone()).collect();
-        for (i, l) in idx.iter().zip(score_pairs(backend, &chunk, batch_tokens)?) {
+        let chunk_types: Vec<Vec<u32>> = if type_ids.is_empty() {
+            Vec::new()
+        } else {
+            idx.iter().map(|&i| type_ids[i].clone()).collect()
+        };
+        for (i, l) in idx
+            .iter()
+            .zip(score_typed_pairs(backend, &chunk, &chunk_types, batch_tokens)?)
+        {
             logits[*i] = l;
         }
         done = end;
@@ -667,7 +745,14 @@ fn run_reference(
     deadline: Option<Instant>,
 ) -> Result<ReferenceRun> {
     let t = Instant::now();
-    let (logits, groups_done) = score_groups_until(backend, &workload.pairs, &workload.groups, batch_tokens, deadline)?;
+    let (logits, groups_done) = score_typed_groups_until(
+        backend,
+        &workload.pairs,
+        &workload.type_ids,
+        &workload.groups,
+        batch_tokens,
+        deadline,
+    )?;
     Ok(ReferenceRun {
         describe: backend.describe(),
         logits,
@@ -766,9 +851,14 @@ pub fn run(args: VerifyOptions) -> Result<()> {
     let load_s = t0.elapsed().as_secs_f64();
     say(format!("device {} loaded in {load_s:.2} s", device.describe()));
     // Warm-up (JIT, cuBLAS heuristics) outside the timing.
-    score_pairs(device.as_ref(), &workload.pairs[..1], device_batch)?;
+    score_typed_pairs(
+        device.as_ref(),
+        &workload.pairs[..1],
+        &workload.type_ids[..1],
+        device_batch,
+    )?;
     let t1 = Instant::now();
-    let device_logits = score_pairs(device.as_ref(), &workload.pairs, device_batch)?;
+    let device_logits = score_typed_pairs(device.as_ref(), &workload.pairs, &workload.type_ids, device_batch)?;
     let device_s = t1.elapsed().as_secs_f64();
     say(format!(
         "device: {device_s:.2} s ({:.0} pairs/s, {:.0} tokens/s)",
@@ -1152,6 +1242,69 @@ mod tests {
         let (none, done) = score_groups_until(&SumBackend, &pairs, &groups, 4, Some(past)).unwrap();
         assert_eq!(done, 0);
         assert!(none.iter().all(|l| l.is_nan()));
+    }
+
+    /// Logit = sum over tokens of (segment id + 1) · 1000 + id: wrong segment ids show.
+    struct SegmentBackend;
+    impl Backend for SegmentBackend {
+        fn describe(&self) -> String {
+            "segments".into()
+        }
+        fn forward(&self, batch: &PackedBatch) -> Result<Vec<f32>> {
+            Ok((0..batch.num_seqs())
+                .map(|s| {
+                    let r = batch.seq_range(s);
+                    batch.token_ids[r.clone()]
+                        .iter()
+                        .zip(&batch.token_type_ids[r])
+                        .map(|(&id, &ty)| (ty + 1) * 1000 + id)
+                        .sum::<u32>() as f32
+                })
+                .collect())
+        }
+        fn default_batch_tokens(&self) -> usize {
+            16
+        }
+    }
+
+    #[test]
+    fn segment_ids_reach_the_backend_in_verify_workloads() {
+        let template = PairTemplate {
+            prefix: vec![101],
+            middle: vec![102],
+            suffix: vec![102],
+            segments: Some(crate::tokenize::PairSegments {
+                prefix: vec![0],
+                query: 0,
+                middle: vec![0],
+                document: 1,
+                suffix: vec![1],
+            }),
+        };
+        let w = synthetic_workload_in(&template, 200..300, 12, 4, 5, 40, 0.0, 7).unwrap();
+        assert_eq!(w.type_ids.len(), w.pairs.len());
+        for (ids, types) in w.pairs.iter().zip(&w.type_ids) {
+            assert_eq!(ids.len(), types.len());
+            let sep = ids.iter().position(|&t| t == 102).unwrap();
+            let want: Vec<u32> = (0..ids.len()).map(|i| u32::from(i > sep)).collect();
+            assert_eq!(types, &want, "{ids:?}");
+        }
+        let want: Vec<f32> = w
+            .pairs
+            .iter()
+            .zip(&w.type_ids)
+            .map(|(p, t)| p.iter().zip(t).map(|(&id, &ty)| (ty + 1) * 1000 + id).sum::<u32>() as f32)
+            .collect();
+        assert_eq!(
+            score_typed_pairs(&SegmentBackend, &w.pairs, &w.type_ids, 30).unwrap(),
+            want
+        );
+        let (got, done) =
+            score_typed_groups_until(&SegmentBackend, &w.pairs, &w.type_ids, &w.groups, 30, None).unwrap();
+        assert_eq!((got, done), (want, w.groups.len()));
+        // Without a segmented template every list is empty (all 0).
+        let plain = synthetic_workload(&[0], &[2, 2], &[2], 5..50, 6, 3, 6, 20, 0.0, 1).unwrap();
+        assert!(plain.type_ids.iter().all(Vec::is_empty));
     }
 
     #[test]

@@ -403,3 +403,52 @@ fn info_names_the_family() {
 fn bert_info_names_the_family() {
     check_info("bert-tiny", "bert");
 }
+
+#[test]
+fn default_activation_follows_cross_encoder_rules() {
+    // No activation key at all: Sigmoid for one label.
+    let dir = with_config("xlmr-tiny", |c| {
+        c.remove("sentence_transformers");
+        c.remove("sbert_ce_default_activation_function");
+    });
+    let config = ModelConfig::from_file(&dir.path().join("config.json")).unwrap();
+    assert_eq!(config.activation, crossrank::config::Activation::Sigmoid);
+    // A `sentence_transformers` object without `activation_fn`: the legacy key still counts.
+    let dir = with_config("xlmr-tiny", |c| {
+        c.insert("sentence_transformers".into(), serde_json::json!({"version": "6.2.0"}));
+        c.insert(
+            "sbert_ce_default_activation_function".into(),
+            serde_json::json!("torch.nn.modules.linear.Identity"),
+        );
+    });
+    let config = ModelConfig::from_file(&dir.path().join("config.json")).unwrap();
+    assert_eq!(config.activation, crossrank::config::Activation::Identity);
+}
+
+#[test]
+fn segment_ids_of_the_template_must_be_ones_the_model_embeds() {
+    // XLM-R's config with BERT's tokenizer (vocab_size raised past its ids): XLM-R embeds no
+    // segments, the template assigns segment 1.
+    let dir = with_config("xlmr-tiny", |c| {
+        c.insert("vocab_size".into(), serde_json::json!(8000));
+    });
+    std::fs::copy(
+        fixture("bert-tiny").join("tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )
+    .unwrap();
+    let err = ModelFiles::open_tokenizer(dir.path(), None)
+        .err()
+        .expect("must refuse")
+        .to_string();
+    assert!(err.contains("embeds none") && err.contains("tokenizer.json"), "{err}");
+    // BERT with a single segment row: segment 1 has nothing to read.
+    let dir = with_config("bert-tiny", |c| {
+        c.insert("type_vocab_size".into(), serde_json::json!(1));
+    });
+    let err = ModelFiles::open_tokenizer(dir.path(), None)
+        .err()
+        .expect("must refuse")
+        .to_string();
+    assert!(err.contains("type_vocab_size (1)"), "{err}");
+}

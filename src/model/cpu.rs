@@ -4,7 +4,8 @@
 //! One function per op in [`ops`], written to be read next to the spec. Each op is also the
 //! CPU twin of a CUDA kernel (the GPU tests compare them), so ops take the same inputs the
 //! kernels do: GEMMs without bias, with the bias folded into the op that follows (RoPE for
-//! the QKV projection, the residual LayerNorm for `o_proj` and `down_proj`).
+//! gte's QKV projection, `add_bias_rows` for the absolute-position encoders', `bias_gelu` for
+//! their MLP up projection, the residual LayerNorm for `o_proj` and `down_proj`).
 //!
 //! GEMMs go through the `gemm` crate (blocked, SIMD, multithreaded); everything else runs
 //! on rows in parallel with rayon. A batch is packed without padding (see [`PackedBatch`]).

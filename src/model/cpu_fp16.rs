@@ -1,4 +1,8 @@
 //! The fp16-faithful CPU reference: the CPU twin of the whole CUDA forward (`--precision fp16`).
+//! This file holds the options, the rounding helpers and the shared fp16 ops (`ops16`); the
+//! family forwards built from them live in `crate::arch` (gte: `arch/gte/cpu_fp16.rs`; XLM-R
+//! and BERT: `arch/abs_encoder.rs`). The rounding points below are written for gte; the
+//! absolute-position encoder rounds at the same kinds of points (see its module docs).
 //!
 //! The f32 reference ([`super::cpu`]) is the spec. The CUDA path computes the same model but
 //! STORES fp16 at fixed points, and those roundings (not bugs) are most of what separates it

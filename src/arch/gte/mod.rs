@@ -83,7 +83,7 @@ impl ModelFamily for Gte {
         }
         if c.type_vocab_size > 1 {
             return Err(p.err(format!(
-                "unsupported option `type_vocab_size` = {}: the pair template uses type id 0 only, so crossrank supports 0 or 1",
+                "unsupported option `type_vocab_size` = {}: gte's forward embeds token-type row 0 only (its template assigns no segments), so crossrank supports 0 or 1",
                 c.type_vocab_size
             )));
         }
