@@ -813,7 +813,8 @@ pub fn run(args: VerifyOptions) -> Result<()> {
         tokens
     ));
 
-    // The fp16 reference mirrors the attention kernel the GPU runs (flash when head_dim is 64).
+    // The fp16 reference mirrors the attention kernel the GPU runs (flash when head_dim is 32
+    // or 64).
     let twin_options = Fp16Options {
         threads: args.threads,
         attention: AttentionModel::like_gpu(attention, cfg.head_dim),

@@ -3,7 +3,10 @@
 //!   fixture's expected logits, and batch invariance;
 //! - a synthetic checkpoint with the real layer shapes (hidden 768, 12 heads of 64, MLP 3072;
 //!   2 layers, a small vocabulary), written here: the flash + CLS-only path, the reference
-//!   path, capacity growth, and the out-of-range token error.
+//!   path, capacity growth, and the out-of-range token error;
+//! - the BERT and XLM-RoBERTa fixtures (`mod families`): the absolute-position encoder's GPU
+//!   forward against its fp16 CPU twin and transformers' f32 logits, batch invariance,
+//!   XLM-R sequences over 2,000 tokens, bad ids, loading through the family seam.
 //!
 //! GPU tests are `#[ignore]`d: `cargo test --release --test gpu_model -- --ignored
 //! --test-threads=1 --nocapture`. The one CPU test checks the synthetic-checkpoint writer.
@@ -256,4 +259,323 @@ fn synthetic_checkpoint_loads_and_runs_on_cpu() {
         logits.iter().any(|&l| (l - logits[0]).abs() > 1e-4),
         "logits do not vary: {logits:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// The absolute-position families (BERT, XLM-RoBERTa): `AbsEncoderGpu` on the committed
+// fixtures against the fp16 CPU twin (the same fp16 rounding points) and the fixtures'
+// transformers float32 logits. bert-tiny: 3 heads of 32 (flash d32), segment ids;
+// xlmr-tiny: 2 heads of 64, positions past padding_idx, sequences up to 2,098 tokens.
+
+mod families {
+    use super::*;
+    use crossrank::arch::abs_encoder::PositionRule;
+    use crossrank::arch::abs_encoder_cuda::AbsEncoderGpu;
+    use crossrank::arch::{bert, xlm_roberta};
+    use crossrank::model::cpu_fp16::{AttentionModel, Fp16Options};
+    use std::path::PathBuf;
+
+    /// |GPU - fp16 CPU twin|: the gte budget (both round fp16 at the same points; what is
+    /// left is summation order).
+    const TWIN_TOL: f32 = LOGIT_TOL;
+    /// |GPU - transformers f32|: the fp16 drift, as tests/families.rs allows the twin.
+    const EXPECTED_TOL: f32 = 2e-2;
+
+    /// One case of expected.jsonl: ids, segment ids, transformers' f32 logit.
+    struct Case {
+        name: String,
+        ids: Vec<u32>,
+        type_ids: Vec<u32>,
+        logit: f32,
+    }
+
+    fn fixture(name: &str) -> PathBuf {
+        let candidates = [
+            PathBuf::from("tests/fixtures").join(name),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name),
+        ];
+        candidates
+            .into_iter()
+            .find(|c| c.join("config.json").is_file())
+            .unwrap_or_else(|| panic!("fixture tests/fixtures/{name} not found"))
+    }
+
+    fn cases(dir: &Path) -> Vec<Case> {
+        let text = std::fs::read_to_string(dir.join("expected.jsonl")).expect("expected.jsonl");
+        let u32s = |v: &serde_json::Value| -> Vec<u32> {
+            v.as_array()
+                .map(|a| a.iter().map(|x| x.as_u64().unwrap() as u32).collect())
+                .unwrap_or_default()
+        };
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let ids = u32s(&v["input_ids"]);
+                let mut type_ids = u32s(&v["token_type_ids"]);
+                if type_ids.is_empty() {
+                    type_ids = vec![0; ids.len()];
+                }
+                Case {
+                    name: v["case"].as_str().unwrap_or("?").to_string(),
+                    ids,
+                    type_ids,
+                    logit: v["logit"].as_f64().unwrap() as f32,
+                }
+            })
+            .collect()
+    }
+
+    fn rule(files: &ModelFiles) -> PositionRule {
+        match files.config.family.name() {
+            "bert" => bert::positions,
+            "xlm-roberta" => xlm_roberta::positions,
+            other => panic!("{other} is not an absolute-position family"),
+        }
+    }
+
+    fn gpu_encoder(files: &ModelFiles, attention: AttentionChoice, batch_tokens: Option<usize>) -> AbsEncoderGpu {
+        let options = GpuOptions {
+            batch_tokens,
+            attention,
+            kernels: KernelOrigin::Auto,
+        };
+        AbsEncoderGpu::load_on(gpu(), &files.tensors, rule(files), &options)
+            .unwrap_or_else(|e| panic!("loading the model on the GPU: {e}"))
+    }
+
+    /// The fp16 CPU twin of what the GPU runs for `attention`.
+    fn twin(files: &ModelFiles, attention: AttentionChoice) -> Box<dyn Backend> {
+        let mut options = Fp16Options::like_gpu(&files.config, 0);
+        options.attention = AttentionModel::like_gpu(attention, files.config.head_dim);
+        files
+            .config
+            .family
+            .load_cpu_twin(Arc::clone(&files.tensors), options)
+            .unwrap()
+    }
+
+    /// Logits of `seqs` (ids, segment ids) in batches of at most `batch_tokens` tokens.
+    fn score(backend: &dyn Backend, seqs: &[(Vec<u32>, Vec<u32>)], batch_tokens: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut batch = PackedBatch::new();
+        for (i, (ids, types)) in seqs.iter().enumerate() {
+            batch.push_typed(ids, types);
+            let next = seqs.get(i + 1).map_or(usize::MAX, |s| s.0.len());
+            if batch.num_tokens().saturating_add(next) > batch_tokens || i + 1 == seqs.len() {
+                out.extend(backend.forward(&batch).unwrap());
+                batch.clear();
+            }
+        }
+        out
+    }
+
+    fn typed(cases: &[Case]) -> Vec<(Vec<u32>, Vec<u32>)> {
+        cases.iter().map(|c| (c.ids.clone(), c.type_ids.clone())).collect()
+    }
+
+    /// GPU vs the twin (flash and reference), vs transformers, and small batches.
+    fn matches_twin_and_expected(name: &str, head_dim: usize) {
+        gpu(); // fail fast without a GPU
+        let dir = fixture(name);
+        let files = ModelFiles::open(&dir, None).unwrap();
+        assert_eq!(files.config.head_dim, head_dim);
+        let cases = cases(&dir);
+        let seqs = typed(&cases);
+        let expected: Vec<f32> = cases.iter().map(|c| c.logit).collect();
+        eprintln!(
+            "[{name}] {} cases, {}..{} tokens ({} .. {})",
+            cases.len(),
+            seqs.iter().map(|s| s.0.len()).min().unwrap(),
+            seqs.iter().map(|s| s.0.len()).max().unwrap(),
+            cases[0].name,
+            cases[cases.len() - 1].name
+        );
+        for attention in [AttentionChoice::Auto, AttentionChoice::Reference] {
+            let m = gpu_encoder(&files, attention, None);
+            let path = if attention == AttentionChoice::Auto {
+                AttentionPath::Flash
+            } else {
+                AttentionPath::Reference
+            };
+            assert_eq!(m.attention(), path, "head_dim {head_dim}");
+            let got = score(&m, &seqs, 16384);
+            let want = score(twin(&files, attention).as_ref(), &seqs, 4096);
+            assert_close(
+                &format!("{name} {path:?}: GPU vs fp16 CPU twin"),
+                &got,
+                &want,
+                TWIN_TOL,
+                0.0,
+            );
+            assert_close(
+                &format!("{name} {path:?}: GPU vs transformers f32"),
+                &got,
+                &expected,
+                EXPECTED_TOL,
+                0.0,
+            );
+            // Many small batches (other GEMM shapes, workspace reuse) agree too.
+            let small = score(&m, &seqs, 600);
+            assert_close(
+                &format!("{name} {path:?}: 600-token batches"),
+                &small,
+                &want,
+                TWIN_TOL,
+                0.0,
+            );
+        }
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA GPU: run with --ignored"]
+    fn bert_tiny_gpu_matches_twin_and_expected() {
+        matches_twin_and_expected("bert-tiny", 32);
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA GPU: run with --ignored"]
+    fn xlmr_tiny_gpu_matches_twin_and_expected() {
+        matches_twin_and_expected("xlmr-tiny", 64);
+    }
+
+    /// A sequence's logit does not depend on its batch (beyond cuBLAS shape-dependent
+    /// rounding), and the same batch twice is bit-identical.
+    fn batch_invariance(name: &str) {
+        gpu(); // fail fast without a GPU
+        let dir = fixture(name);
+        let files = ModelFiles::open(&dir, None).unwrap();
+        let m = gpu_encoder(&files, AttentionChoice::Auto, None);
+        let seqs = typed(&cases(&dir));
+        let alone: Vec<f32> = seqs.iter().map(|s| score(&m, std::slice::from_ref(s), 1)[0]).collect();
+        let together = score(&m, &seqs, usize::MAX);
+        let reversed_in: Vec<_> = seqs.iter().rev().cloned().collect();
+        let mut reversed = score(&m, &reversed_in, usize::MAX);
+        reversed.reverse();
+        assert_close(
+            &format!("{name}: one batch vs one by one"),
+            &together,
+            &alone,
+            2e-3,
+            0.0,
+        );
+        assert_close(
+            &format!("{name}: reversed batch vs one by one"),
+            &reversed,
+            &alone,
+            2e-3,
+            0.0,
+        );
+        assert_eq!(
+            together,
+            score(&m, &seqs, usize::MAX),
+            "{name}: same batch, other logits"
+        );
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA GPU: run with --ignored"]
+    fn bert_tiny_gpu_batch_invariance() {
+        batch_invariance("bert-tiny");
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA GPU: run with --ignored"]
+    fn xlmr_tiny_gpu_batch_invariance() {
+        batch_invariance("xlmr-tiny");
+    }
+
+    /// XLM-R sequences longer than 2,000 tokens (up to the 2,098 usable positions, a pad id
+    /// inside the text) on a workspace that has to grow, against the twin.
+    #[test]
+    #[ignore = "needs a CUDA GPU: run with --ignored"]
+    fn xlmr_tiny_gpu_long_sequences() {
+        gpu(); // fail fast without a GPU
+        let dir = fixture("xlmr-tiny");
+        let files = ModelFiles::open(&dir, None).unwrap();
+        let usable = files.config.max_sequence_length();
+        assert_eq!(usable, 2098);
+        let m = gpu_encoder(&files, AttentionChoice::Auto, Some(256));
+        let mut rng = Rng::new(47);
+        let vocab = files.config.vocab_size as u32;
+        let mut pairs = random_pairs(&mut rng, &[usable, 2001, 2050, 40], vocab - 1);
+        pairs[1][1000] = files.config.padding_idx.unwrap() as u32;
+        let mut seqs: Vec<(Vec<u32>, Vec<u32>)> = pairs.into_iter().map(|p| (p.clone(), vec![0; p.len()])).collect();
+        // ... and the fixture's own long cases with their transformers logits.
+        let long: Vec<Case> = cases(&dir).into_iter().filter(|c| c.ids.len() > 2000).collect();
+        assert!(!long.is_empty(), "xlmr-tiny has no case over 2,000 tokens");
+        seqs.extend(typed(&long));
+        let got = score(&m, &seqs, 4096);
+        assert!(m.capacity_tokens() >= usable, "capacity {}", m.capacity_tokens());
+        let want = score(twin(&files, AttentionChoice::Auto).as_ref(), &seqs, 4096);
+        assert_close("xlmr long sequences: GPU vs fp16 CPU twin", &got, &want, TWIN_TOL, 0.0);
+        let expected: Vec<f32> = long.iter().map(|c| c.logit).collect();
+        assert_close(
+            "xlmr long fixture cases: GPU vs transformers f32",
+            &got[got.len() - long.len()..],
+            &expected,
+            EXPECTED_TOL,
+            0.0,
+        );
+        // One past the position table: refused before anything runs, the model stays usable.
+        let too_long = random_pairs(&mut rng, &[usable + 1], vocab - 1);
+        match m.forward(&PackedBatch::from_sequences([&too_long[0][..]])) {
+            Err(Error::InvalidArgument(msg)) => assert!(msg.contains(&(usable + 1).to_string()), "{msg}"),
+            other => panic!("expected a length error, got {other:?}"),
+        }
+        assert_eq!(score(&m, &seqs[3..4], 4096), score(&m, &seqs[3..4], 4096));
+    }
+
+    /// An out-of-range token id or segment id is an error naming it; the model stays usable.
+    #[test]
+    #[ignore = "needs a CUDA GPU: run with --ignored"]
+    fn bert_tiny_gpu_bad_ids_are_errors() {
+        gpu(); // fail fast without a GPU
+        let files = ModelFiles::open(&fixture("bert-tiny"), None).unwrap();
+        let m = gpu_encoder(&files, AttentionChoice::Auto, None);
+        let vocab = files.config.vocab_size as u32;
+        let bad = PackedBatch::from_sequences([&[101u32, 7, 102][..], &[101, vocab + 3, 102][..]]);
+        match m.forward(&bad) {
+            Err(Error::InvalidArgument(msg)) => assert!(msg.contains(&(vocab + 3).to_string()), "{msg}"),
+            other => panic!("expected an out-of-range token error, got {other:?}"),
+        }
+        let mut bad_segment = PackedBatch::new();
+        bad_segment.push_typed(&[101, 7, 102], &[0, 0, 5]);
+        match m.forward(&bad_segment) {
+            Err(Error::InvalidArgument(msg)) => assert!(msg.contains("segment id 5"), "{msg}"),
+            other => panic!("expected a segment error, got {other:?}"),
+        }
+        let mut good = PackedBatch::new();
+        good.push_typed(&[101, 7, 102, 9, 102], &[0, 0, 0, 1, 1]);
+        let got = m.forward(&good).unwrap();
+        let want = twin(&files, AttentionChoice::Auto).forward(&good).unwrap();
+        assert_close("bert after an error", &got, &want, TWIN_TOL, 0.0);
+    }
+
+    /// Through the family seam: `load_cuda` gives the GPU forward (what the engine, verify
+    /// and bench use), and it names the family.
+    #[test]
+    #[ignore = "needs a CUDA GPU: run with --ignored"]
+    fn families_load_cuda_through_the_seam() {
+        gpu(); // fail fast without a GPU
+        for name in ["bert-tiny", "xlmr-tiny"] {
+            let files = ModelFiles::open(&fixture(name), None).unwrap();
+            let family = files.config.family;
+            let m = family
+                .load_cuda(Arc::clone(&files.tensors), 0, &GpuOptions::default())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(m.describe().contains(family.name()), "{}", m.describe());
+            let case = &cases(&fixture(name))[0];
+            let mut batch = PackedBatch::new();
+            batch.push_typed(&case.ids, &case.type_ids);
+            let got = m.forward(&batch).unwrap();
+            assert_close(
+                &format!("{name}: load_cuda vs transformers"),
+                &got,
+                &[case.logit],
+                EXPECTED_TOL,
+                0.0,
+            );
+        }
+    }
 }

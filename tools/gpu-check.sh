@@ -7,14 +7,15 @@
 # A targeted rerun of some steps: GPU_STEPS=verify,drift bash tools/gpu-check.sh
 #
 # Steps (each time-limited; a failing step never stops the next ones; budget GPU_BUDGET,
-# default 415 s; the caps below add up to 410 s, a typical run is shorter):
+# default 445 s; the caps below add up to 440 s, a typical run is shorter):
 #   info         10  nvidia-smi (name, SMs, clocks, driver), the CUDA libraries, the bundle
 #   ckpt         bg  the real-size random checkpoint (12 layers, hidden 768, 250048 rows, F16;
 #                    tools/gpu_gen.py), generated in the background while the tests run,
 #                    with the drift pairs (gpu_gen.py pairs, 8..2,048 tokens)
 #   gpu_kernels  75  every kernel vs its CPU twin, each test in its own process
 #                    (tools/gpu-test-runner.sh; a failure is rerun with CUDA_LAUNCH_BLOCKING=1)
-#   gpu_model    50  the whole model vs the CPU (tiny fixture, real shapes), likewise
+#   gpu_model    70  the whole model vs the CPU (tiny fixture, real shapes; the BERT and
+#                    XLM-R fixtures vs their fp16 twin and transformers), likewise
 #   gpu_fault    15  a refused PTX module carries the JIT log; a sticky fault: first error
 #                    kept, no panic on drop
 #   memcheck     50  compute-sanitizer --tool memcheck over the kernel tests
@@ -23,6 +24,7 @@
 #                    (all three: SKIP "sanitizer unavailable" where the tool is missing or
 #                    refuses the device, as on gVisor)
 #   tiny         20  crossrank verify on tests/fixtures/tiny (reference attention path)
+#   families     10  crossrank verify on tests/fixtures/bert-tiny (flash d32) and xlmr-tiny
 #   verify       85  crossrank verify on the real-size checkpoint: VERIFY_PAIRS (1,024) pairs
 #                    of 8..2,048 tokens, FAIL when fewer pairs than asked were compared;
 #                    gated on the CPU fp16 twin and its second summation order (2 CPU runs
@@ -43,7 +45,7 @@
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 # shellcheck source=tools/gpu-lib.sh
 source tools/gpu-lib.sh
-gpu_setup gpu-check 415
+gpu_setup gpu-check 445
 VERIFY_PAIRS=${VERIFY_PAIRS:-1024}
 VERIFY_CPU_BUDGET=${VERIFY_CPU_BUDGET:-70}
 DRIFT_PAIRS=${DRIFT_PAIRS:-256}
@@ -82,7 +84,7 @@ tests_step() {
     note_last "$(grep -E '^TESTS:' "$LOGS/tests.log" | tail -n 1 | sed 's/^TESTS: //')"
 }
 tests_step gpu_kernels 75
-tests_step gpu_model 50
+tests_step gpu_model 70
 tests_step gpu_fault 15
 
 SANITIZER=""
@@ -134,6 +136,13 @@ if [[ -f $TINY/config.json ]]; then
         --json-out "$LOGS/verify-tiny.json"
 else
     skip tiny "no tiny fixture"
+fi
+if [[ -f tests/fixtures/bert-tiny/config.json && -f tests/fixtures/xlmr-tiny/config.json ]]; then
+    run_step families 10 "$LOGS/verify.log" bash -c 'for f in bert-tiny xlmr-tiny; do
+        "$0" verify -m "tests/fixtures/$f" --device cuda --n 200 --threads "$1" \
+            --json-out "$2/verify-$f.json" || exit 1; done' "$BIN" "$NPROC" "$LOGS"
+else
+    skip families "no bert-tiny / xlmr-tiny fixture"
 fi
 
 CKPT_OK=0

@@ -95,6 +95,6 @@ check() {
     echo "[dry-run] $script: exit 1, every GPU step FAILed or was unavailable, $files files in \$OUT"
 }
 
-check gpu-check info gpu_kernels gpu_model gpu_fault memcheck racecheck synccheck tiny verify drift
+check gpu-check info gpu_kernels gpu_model gpu_fault memcheck racecheck synccheck tiny families verify drift
 check gpu-perf info gpu_ops bench bench_profile speed pytorch
 echo "[dry-run] both GPU scripts fail cleanly without a GPU ($(( SECONDS - t0 )) s)"

@@ -22,6 +22,7 @@ use crate::model::{Backend, Precision};
 use crate::weights::{Checkpoint, ModelTensors, NameScheme, Param};
 
 pub mod abs_encoder;
+pub mod abs_encoder_cuda;
 pub mod bert;
 pub mod gte;
 pub mod xlm_roberta;
@@ -117,10 +118,4 @@ pub fn supported_model_types() -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The error of a family without a CUDA forward yet: a [`crate::Error::Device`], so
-/// `Device::Auto` runs it on the CPU.
-pub fn no_cuda_yet(family: &dyn ModelFamily) -> crate::Error {
-    crate::Error::Device(format!("the {} family is not yet supported on CUDA", family.name()))
 }

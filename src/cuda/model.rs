@@ -1,7 +1,9 @@
 //! The device plumbing every family's CUDA forward shares: options ([`GpuOptions`],
 //! [`AttentionChoice`]), workspace sizing and growth, batch validation, weight uploads through
 //! one staging buffer ([`Uploader`]) and the per-pass state (profiler, GEMM tuner). The gte
-//! forward on top of it is `crate::arch::gte::cuda` (re-exported as `crate::cuda::GpuModel`).
+//! forward on top of it is `crate::arch::gte::cuda` (re-exported as `crate::cuda::GpuModel`),
+//! the BERT / XLM-RoBERTa one `crate::arch::abs_encoder_cuda`; each picks its buffer shapes
+//! with a [`WorkspaceLayout`].
 //!
 //! Memory (spec §2.3): the GEMM matrices (qkv, o, up_gate, down) and the word-embedding table
 //! are uploaded once as fp16, converted chunk by chunk from the memory map through one
@@ -24,7 +26,7 @@ use half::f16;
 
 use crate::batch::PackedBatch;
 use crate::config::ModelConfig;
-use crate::cuda::kernels::{self, KernelOrigin, FLASH_HEAD_DIM, MAX_REFERENCE_HEAD_DIM};
+use crate::cuda::kernels::{self, KernelOrigin, MAX_REFERENCE_HEAD_DIM};
 use crate::cuda::profile::{Op, Profiler};
 use crate::cuda::runtime::Gpu;
 use crate::cuda::tune::{GemmKind, GemmTuner};
@@ -42,9 +44,10 @@ pub const CAPACITY_STEP: usize = 256;
 /// Which attention kernels run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttentionChoice {
-    /// Flash (+ CLS-only last layer) when head_dim is 64, else the reference kernel.
+    /// Flash (+ CLS-only last layer) when head_dim is 32 or 64, else the reference kernel.
     Auto,
-    /// Flash for every layer but the last, `attention_varlen_cls` for the last; needs head_dim 64.
+    /// Flash for every layer but the last, `attention_varlen_cls` for the last; needs head_dim
+    /// 32 or 64.
     Flash,
     /// The fp32 reference kernel for every layer, all rows of the last layer, head reading the
     /// CLS rows through `cu_seqlens`: the slow, obviously correct path (tests, debugging).
@@ -68,15 +71,15 @@ impl AttentionChoice {
         }
     }
 
-    /// The attention path for a model with `head_dim`, or why it cannot run.
+    /// The attention path for a model with `head_dim`, or why it cannot run. Flash (and the
+    /// CLS-only last layer) run at the head sizes the flash kernels are instantiated for
+    /// ([`kernels::FLASH_HEAD_DIMS`]: 32 and 64), the reference kernel at any other up to
+    /// [`MAX_REFERENCE_HEAD_DIM`].
     pub fn resolve(self, head_dim: usize) -> Result<AttentionPath> {
-        let flash_ok = head_dim == FLASH_HEAD_DIM;
-        match self {
-            AttentionChoice::Auto if flash_ok => Ok(AttentionPath::Flash),
-            AttentionChoice::Flash if flash_ok => Ok(AttentionPath::Flash),
-            AttentionChoice::Flash => Err(Error::Device(format!(
-                "flash attention needs head_dim {FLASH_HEAD_DIM}; this model has {head_dim} (use auto or reference)"
-            ))),
+        let flash = kernels::check_flash_head_dim("flash attention", head_dim);
+        match (self, flash) {
+            (AttentionChoice::Auto | AttentionChoice::Flash, Ok(())) => Ok(AttentionPath::Flash),
+            (AttentionChoice::Flash, Err(e)) => Err(e),
             _ if head_dim <= MAX_REFERENCE_HEAD_DIM => Ok(AttentionPath::Reference),
             _ => Err(Error::Device(format!(
                 "head_dim {head_dim} is not supported by the CUDA attention kernels (at most {MAX_REFERENCE_HEAD_DIM})"
@@ -142,21 +145,62 @@ pub struct WorkspaceSizes {
     /// fp16 `[tokens, I]`.
     pub act: usize,
     /// u32 `token_ids ++ positions ++ cu_seqlens`: `2·tokens + (tokens + 1)` (at most one
-    /// sequence per token).
+    /// sequence per token); `++ type_ids` before `cu_seqlens` in the plain-MLP layout.
     pub inputs: usize,
     /// f32 `[tokens]` (at most one sequence per token).
     pub logits: usize,
 }
 
+/// Per-token widths of the buffers whose shape depends on the family's forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkspaceLayout {
+    pub hidden: usize,
+    /// Elements per token of `ug` (the MLP's first GEMM output).
+    pub ug_width: usize,
+    /// Elements per token of `act` (0: the forward does not use it).
+    pub act_width: usize,
+    /// Per-token u32 arrays uploaded before `cu_seqlens` (ids, positions, ...).
+    pub input_arrays: usize,
+}
+
+impl WorkspaceLayout {
+    /// A gated MLP (up_gate `[2I]` then a separate GeGLU output `[I]`), ids and positions
+    /// uploaded: the gte forward.
+    pub fn gated_mlp(hidden: usize, inter: usize) -> Self {
+        WorkspaceLayout {
+            hidden,
+            ug_width: 2 * inter,
+            act_width: inter,
+            input_arrays: 2,
+        }
+    }
+
+    /// A plain MLP (up `[I]`, its activation applied in place, no `act`), ids, positions
+    /// and segment ids uploaded: the absolute-position encoders.
+    pub fn plain_mlp(hidden: usize, inter: usize) -> Self {
+        WorkspaceLayout {
+            hidden,
+            ug_width: inter,
+            act_width: 0,
+            input_arrays: 3,
+        }
+    }
+}
+
 impl WorkspaceSizes {
+    /// The gte forward's buffers ([`WorkspaceLayout::gated_mlp`]).
     pub fn new(tokens: usize, hidden: usize, inter: usize) -> Self {
+        Self::for_layout(tokens, WorkspaceLayout::gated_mlp(hidden, inter))
+    }
+
+    pub fn for_layout(tokens: usize, layout: WorkspaceLayout) -> Self {
         WorkspaceSizes {
             tokens,
-            hidden_rows: tokens * hidden,
-            qkv: tokens * 3 * hidden,
-            ug: tokens * 2 * inter,
-            act: tokens * inter,
-            inputs: 3 * tokens + 1,
+            hidden_rows: tokens * layout.hidden,
+            qkv: tokens * 3 * layout.hidden,
+            ug: tokens * layout.ug_width,
+            act: tokens * layout.act_width,
+            inputs: layout.input_arrays * tokens + tokens + 1,
             logits: tokens,
         }
     }
@@ -229,7 +273,11 @@ pub(crate) struct Workspace {
 
 impl Workspace {
     pub(crate) fn new(gpu: &Gpu, tokens: usize, hidden: usize, inter: usize) -> Result<Self> {
-        let sizes = WorkspaceSizes::new(tokens, hidden, inter);
+        Self::for_layout(gpu, tokens, WorkspaceLayout::gated_mlp(hidden, inter))
+    }
+
+    pub(crate) fn for_layout(gpu: &Gpu, tokens: usize, layout: WorkspaceLayout) -> Result<Self> {
+        let sizes = WorkspaceSizes::for_layout(tokens, layout);
         Ok(Workspace {
             sizes,
             x: gpu.alloc_zeros(sizes.hidden_rows)?,
@@ -243,6 +291,33 @@ impl Workspace {
             error_flag: gpu.alloc_zeros(1)?,
             host_inputs: Vec::with_capacity(sizes.inputs),
         })
+    }
+}
+
+impl Workspace {
+    /// Makes room for `needed` tokens ([`grown_capacity`]). The big buffers are freed before
+    /// the larger ones are allocated; when those do not fit, the previous size is restored
+    /// (best effort, so the halves of a batch the engine retries after an out-of-memory error
+    /// do not each pay a reallocation) and the error returned.
+    pub(crate) fn ensure_capacity(&mut self, gpu: &Gpu, needed: usize, layout: WorkspaceLayout) -> Result<()> {
+        let cap = grown_capacity(self.sizes.tokens, needed);
+        if cap == self.sizes.tokens {
+            return Ok(());
+        }
+        let old_cap = self.sizes.tokens;
+        *self = Workspace::for_layout(gpu, 1, layout)?;
+        match Workspace::for_layout(gpu, cap, layout) {
+            Ok(bigger) => {
+                *self = bigger;
+                Ok(())
+            }
+            Err(e) => {
+                if let Ok(old) = Workspace::for_layout(gpu, old_cap, layout) {
+                    *self = old;
+                }
+                Err(e)
+            }
+        }
     }
 }
 
@@ -393,6 +468,15 @@ mod tests {
             AttentionPath::Reference
         );
         assert!(matches!(AttentionChoice::Flash.resolve(16), Err(Error::Device(_))));
+        // Head dim 32 (MiniLM) has its own flash / CLS instantiations.
+        assert_eq!(AttentionChoice::Auto.resolve(32).unwrap(), AttentionPath::Flash);
+        assert_eq!(AttentionChoice::Flash.resolve(32).unwrap(), AttentionPath::Flash);
+        assert_eq!(
+            AttentionChoice::Reference.resolve(32).unwrap(),
+            AttentionPath::Reference
+        );
+        let err = AttentionChoice::Flash.resolve(48).unwrap_err().to_string();
+        assert!(err.contains("head_dim 48") && err.contains("[32, 64]"), "{err}");
         assert!(matches!(AttentionChoice::Auto.resolve(256), Err(Error::Device(_))));
     }
 
@@ -409,6 +493,22 @@ mod tests {
         let activations = 16384 * (3 * 768 + 2304 + 6144 + 3072) * 2;
         assert_eq!(s.bytes(), activations + 4 * (3 * 16384 + 1 + 16384 + 1));
         assert!(s.bytes() < 512 << 20, "{} bytes", s.bytes());
+    }
+
+    #[test]
+    fn plain_mlp_workspace_has_no_gated_buffers_and_room_for_segment_ids() {
+        // bge-reranker-v2-m3: hidden 1024, intermediate 4096.
+        let s = WorkspaceSizes::for_layout(16384, WorkspaceLayout::plain_mlp(1024, 4096));
+        assert_eq!(s.hidden_rows, 16384 * 1024);
+        assert_eq!(s.qkv, 16384 * 3072);
+        assert_eq!(s.ug, 16384 * 4096);
+        assert_eq!(s.act, 0);
+        // ids, positions, type ids, then cu_seqlens (at most one sequence per token).
+        assert_eq!(s.inputs, 3 * 16384 + 16384 + 1);
+        assert_eq!(
+            WorkspaceSizes::for_layout(100, WorkspaceLayout::gated_mlp(768, 3072)),
+            WorkspaceSizes::new(100, 768, 3072)
+        );
     }
 
     #[test]

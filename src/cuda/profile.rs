@@ -33,6 +33,8 @@ pub enum Op {
     Embedding,
     QkvGemm,
     QkvBiasRope,
+    /// The QKV bias of encoders without RoPE (`add_bias_rows`).
+    QkvBias,
     /// Full attention (flash or reference) of every layer that computes all rows.
     Attention,
     OProjGemm,
@@ -40,6 +42,9 @@ pub enum Op {
     AttnLayerNorm,
     UpGateGemm,
     GatedGelu,
+    /// The plain MLP's up GEMM (hidden → intermediate) and its bias + GELU.
+    UpGemm,
+    BiasGelu,
     DownGemm,
     /// bias + residual + LayerNorm after the MLP.
     MlpLayerNorm,
@@ -54,16 +59,19 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 15] = [
+    pub const ALL: [Op; 18] = [
         Op::HostToDevice,
         Op::Embedding,
         Op::QkvGemm,
         Op::QkvBiasRope,
+        Op::QkvBias,
         Op::Attention,
         Op::OProjGemm,
         Op::AttnLayerNorm,
         Op::UpGateGemm,
         Op::GatedGelu,
+        Op::UpGemm,
+        Op::BiasGelu,
         Op::DownGemm,
         Op::MlpLayerNorm,
         Op::ClsAttention,
@@ -79,11 +87,14 @@ impl Op {
             Op::Embedding => "embedding_layernorm",
             Op::QkvGemm => "gemm_qkv",
             Op::QkvBiasRope => "qkv_bias_rope",
+            Op::QkvBias => "qkv_bias",
             Op::Attention => "attention",
             Op::OProjGemm => "gemm_o_proj",
             Op::AttnLayerNorm => "residual_layernorm_attn",
             Op::UpGateGemm => "gemm_up_gate",
             Op::GatedGelu => "gated_gelu",
+            Op::UpGemm => "gemm_up",
+            Op::BiasGelu => "bias_gelu",
             Op::DownGemm => "gemm_down",
             Op::MlpLayerNorm => "residual_layernorm_mlp",
             Op::ClsAttention => "last_layer_attention_cls",

@@ -77,10 +77,15 @@ pub enum GemmKind {
     UpGate,
     /// intermediate → hidden.
     Down,
+    /// hidden → intermediate: the up GEMM of a plain (ungated) MLP.
+    Up,
 }
 
 impl GemmKind {
+    /// The GEMMs of the gated-MLP (gte) forward.
     pub const ALL: [GemmKind; 4] = [GemmKind::Qkv, GemmKind::OProj, GemmKind::UpGate, GemmKind::Down];
+    /// The GEMMs of the plain-MLP (BERT, XLM-RoBERTa) forward.
+    pub const PLAIN_MLP: [GemmKind; 4] = [GemmKind::Qkv, GemmKind::OProj, GemmKind::Up, GemmKind::Down];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -88,6 +93,7 @@ impl GemmKind {
             GemmKind::OProj => "o_proj",
             GemmKind::UpGate => "up_gate",
             GemmKind::Down => "down",
+            GemmKind::Up => "up",
         }
     }
 
@@ -98,6 +104,7 @@ impl GemmKind {
             GemmKind::OProj => (hidden, hidden),
             GemmKind::UpGate => (hidden, 2 * inter),
             GemmKind::Down => (inter, hidden),
+            GemmKind::Up => (hidden, inter),
         }
     }
 }
@@ -588,6 +595,20 @@ mod tests {
             ]
         );
         assert_eq!(gemm_flops(16384, 768, 6144), 2.0 * 16384.0 * 768.0 * 6144.0);
+        // MiniLM-L-12: hidden 384, intermediate 1536.
+        let plain: Vec<_> = GemmKind::PLAIN_MLP
+            .iter()
+            .map(|k| (k.name(), k.dims(384, 1536)))
+            .collect();
+        assert_eq!(
+            plain,
+            [
+                ("qkv", (384, 1152)),
+                ("o_proj", (384, 384)),
+                ("up", (384, 1536)),
+                ("down", (1536, 384))
+            ]
+        );
     }
 
     #[test]

@@ -21,10 +21,11 @@
 //!   and out, fp32 accumulation: an f32 GEMM on fp16-valued inputs and one rounding of its
 //!   output is the same arithmetic up to summation order), the GeGLU output, the residual
 //!   stream after each LayerNorm.
-//! - flash attention (`attention_varlen_flash`, every layer but the last when head_dim is
-//!   64): P is rounded to fp16 before P·V, and P is `exp2(s - m_j)` with `m_j` the running
-//!   max after key tile `j` (64 keys): the tile order decides how P is rounded, so it is
-//!   modelled tile by tile. The normalizer sums the unrounded P; O is divided by it once.
+//! - flash attention (`attention_varlen_flash` / `_d32`, every layer but the last when
+//!   head_dim is 64 or 32): P is rounded to fp16 before P·V, and P is `exp2(s - m_j)` with
+//!   `m_j` the running max after key tile `j` (64 keys): the tile order decides how P is
+//!   rounded, so it is modelled tile by tile. The normalizer sums the unrounded P; O is
+//!   divided by it once.
 //! - kept in fp32 by the kernels, and here: LayerNorm statistics (two-pass mean/variance,
 //!   eps as f32), the bias adds, RoPE (one fp32 angle product, `RopeTable::with_fp32_angles`),
 //!   softmax, GeGLU, the CLS-only last-layer attention (`attention_varlen_cls`, fp32 P) and
@@ -60,7 +61,8 @@ pub enum AttentionModel {
 }
 
 impl AttentionModel {
-    /// What the GPU runs for `choice` on a model with `head_dim` (flash needs head_dim 64).
+    /// What the GPU runs for `choice` on a model with `head_dim` (flash needs head_dim 32 or
+    /// 64: [`crate::cuda::AttentionChoice::resolve`]).
     pub fn like_gpu(choice: crate::cuda::AttentionChoice, head_dim: usize) -> Self {
         match choice.resolve(head_dim) {
             Ok(crate::cuda::AttentionPath::Flash) => AttentionModel::Flash,
@@ -143,7 +145,7 @@ pub struct Fp16Options {
 }
 
 impl Fp16Options {
-    /// The twin of what the GPU runs by default (flash attention when head_dim is 64).
+    /// The twin of what the GPU runs by default (flash attention when head_dim is 32 or 64).
     pub fn like_gpu(cfg: &ModelConfig, threads: usize) -> Self {
         Fp16Options {
             threads,

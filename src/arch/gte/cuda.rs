@@ -300,7 +300,15 @@ impl GpuModel {
             if last && self.attention == AttentionPath::Flash {
                 // Keys and values of every token, the query, o_proj and MLP of CLS rows only.
                 cls_only = true;
-                gpu.attention_cls(&qkv.slice(0..n * 3 * h), &mut ctx.slice_mut(0..s * h), &cu, s, n, heads)?;
+                gpu.attention_cls_with_head_dim(
+                    &qkv.slice(0..n * 3 * h),
+                    &mut ctx.slice_mut(0..s * h),
+                    &cu,
+                    s,
+                    n,
+                    heads,
+                    d,
+                )?;
                 pass.mark(Op::ClsAttention)?;
                 // The rest of the last layer is timed as one op.
                 pass.quiet = true;
@@ -332,7 +340,7 @@ impl GpuModel {
                 pass.mark(Op::ClsRows)?;
             } else {
                 match self.attention {
-                    AttentionPath::Flash => gpu.attention_flash(
+                    AttentionPath::Flash => gpu.attention_flash_with_head_dim(
                         &qkv.slice(0..n * 3 * h),
                         &mut ctx.slice_mut(0..n * h),
                         &cu,
@@ -340,6 +348,7 @@ impl GpuModel {
                         n,
                         batch.max_seqlen,
                         heads,
+                        d,
                     )?,
                     AttentionPath::Reference => gpu.attention_reference(
                         &qkv.slice(0..n * 3 * h),

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use crate::arch::abs_encoder::{self, AbsEncoderModel, Layout};
+use crate::arch::abs_encoder_cuda::AbsEncoderGpu;
 use crate::arch::ModelFamily;
 use crate::batch::PackedBatch;
 use crate::bench::FlopModel;
@@ -119,8 +120,8 @@ impl ModelFamily for XlmRoberta {
         Ok(Box::new(AbsEncoderModel::fp16_twin(tensors, positions, options)?))
     }
 
-    fn load_cuda(&self, _tensors: Arc<ModelTensors>, _index: usize, _options: &GpuOptions) -> Result<Box<dyn Backend>> {
-        Err(crate::arch::no_cuda_yet(self))
+    fn load_cuda(&self, tensors: Arc<ModelTensors>, index: usize, options: &GpuOptions) -> Result<Box<dyn Backend>> {
+        Ok(Box::new(AbsEncoderGpu::load(tensors, positions, index, options)?))
     }
 
     fn flop_model(&self, c: &ModelConfig) -> FlopModel {
