@@ -27,8 +27,8 @@ use crate::batch::PackedBatch;
 use crate::config::ModelConfig;
 use crate::cuda::kernels::{self, EmbeddingTableRows, MAX_REFERENCE_HEAD_DIM};
 use crate::cuda::model::{
-    grown_capacity, validate_batch, AttentionPath, GpuOptions, Pass, State, Uploader, Workspace, WorkspaceLayout,
-    DEFAULT_BATCH_TOKENS,
+    grown_capacity, validate_batch, AttentionPath, AttentionShape, AttentionWeights, GpuOptions, Pass, State, Uploader,
+    Workspace, WorkspaceLayout, DEFAULT_BATCH_TOKENS,
 };
 use crate::cuda::profile::{self, Op, Profiler};
 use crate::cuda::runtime::{self, DeviceResultExt, Gpu};
@@ -409,6 +409,14 @@ impl AbsEncoderGpu {
         )?;
         pass.mark(Op::Embedding)?;
 
+        let shape = AttentionShape {
+            tokens: n,
+            seqs: s,
+            max_seqlen: batch.max_seqlen,
+            heads,
+            head_dim: d,
+            eps,
+        };
         let n_layers = w.layers.len();
         let mut cls_only = false;
         for (l, lw) in w.layers.iter().enumerate() {
@@ -425,92 +433,29 @@ impl AbsEncoderGpu {
             pass.mark(Op::QkvGemm)?;
             gpu.add_bias_rows(&mut qkv.slice_mut(0..n * 3 * h), &lw.qkv_b, n, 3 * h)?;
             pass.mark(Op::QkvBias)?;
-            if last && self.attention == AttentionPath::Flash {
-                // Keys and values of every token; the query, o_proj and MLP of the first rows
-                // only (the only rows the head reads), as the CPU forward.
+            let rows_only = pass.attention_sublayer(
+                self.attention,
+                last,
+                qkv,
+                x,
+                ctx,
+                proj,
+                &cu,
+                &AttentionWeights {
+                    o_w: &lw.o_w,
+                    o_b: &lw.o_b,
+                    ln_g: &lw.attn_g,
+                    ln_b: &lw.attn_b,
+                },
+                &shape,
+            )?;
+            if rows_only {
+                // The MLP and the head on the first rows only, as the CPU forward.
                 cls_only = true;
-                gpu.attention_cls_with_head_dim(
-                    &qkv.slice(0..n * 3 * h),
-                    &mut ctx.slice_mut(0..s * h),
-                    &cu,
-                    s,
-                    n,
-                    heads,
-                    d,
-                )?;
-                pass.mark(Op::ClsAttention)?;
-                // The rest of the last layer is timed as one op.
-                pass.quiet = true;
-                pass.linear(
-                    GemmKind::OProj,
-                    &ctx.slice(0..s * h),
-                    &lw.o_w,
-                    &mut proj.slice_mut(0..s * h),
-                    s,
-                    h,
-                    h,
-                )?;
-                // The first rows of x, compacted into ctx (its attention output was consumed).
-                gpu.bias_residual_layernorm_rows(
-                    &x.slice(0..n * h),
-                    &cu,
-                    n - 1,
-                    &proj.slice(0..s * h),
-                    Some(&lw.o_b.as_view()),
-                    &lw.attn_g,
-                    &lw.attn_b,
-                    &mut ctx.slice_mut(0..s * h),
-                    s,
-                    h,
-                    eps,
-                )?;
                 self.mlp(&mut pass, lw, ctx, proj, ug, s)?;
                 pass.quiet = false;
                 pass.mark(Op::ClsRows)?;
             } else {
-                match self.attention {
-                    AttentionPath::Flash => gpu.attention_flash_with_head_dim(
-                        &qkv.slice(0..n * 3 * h),
-                        &mut ctx.slice_mut(0..n * h),
-                        &cu,
-                        s,
-                        n,
-                        batch.max_seqlen,
-                        heads,
-                        d,
-                    )?,
-                    AttentionPath::Reference => gpu.attention_reference(
-                        &qkv.slice(0..n * 3 * h),
-                        &mut ctx.slice_mut(0..n * h),
-                        &cu,
-                        s,
-                        n,
-                        heads,
-                        d,
-                    )?,
-                }
-                pass.mark(Op::Attention)?;
-                pass.linear(
-                    GemmKind::OProj,
-                    &ctx.slice(0..n * h),
-                    &lw.o_w,
-                    &mut proj.slice_mut(0..n * h),
-                    n,
-                    h,
-                    h,
-                )?;
-                pass.mark(Op::OProjGemm)?;
-                gpu.bias_residual_layernorm(
-                    &mut x.slice_mut(0..n * h),
-                    &proj.slice(0..n * h),
-                    Some(&lw.o_b.as_view()),
-                    &lw.attn_g,
-                    &lw.attn_b,
-                    n,
-                    h,
-                    eps,
-                )?;
-                pass.mark(Op::AttnLayerNorm)?;
                 self.mlp(&mut pass, lw, x, proj, ug, n)?;
             }
         }

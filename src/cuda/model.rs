@@ -21,7 +21,7 @@
 //! The CLS-only last layer needs no extra buffers: its compact `[n_seqs, H]` rows live in the
 //! first rows of `ctx`/`proj`/`ug`/`act` (a batch never has more sequences than tokens).
 
-use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
+use cudarc::driver::{CudaSlice, CudaView, DevicePtr, DevicePtrMut};
 use half::f16;
 
 use crate::batch::PackedBatch;
@@ -445,6 +445,132 @@ impl Pass<'_> {
             }
             None => self.gpu.linear(x, w, y, n, in_features, out_features),
         }
+    }
+}
+
+/// The attention weights of one post-LN layer: `o_proj` and the LayerNorm after it.
+pub(crate) struct AttentionWeights<'w> {
+    pub(crate) o_w: &'w CudaSlice<f16>,
+    pub(crate) o_b: &'w CudaSlice<f32>,
+    pub(crate) ln_g: &'w CudaSlice<f32>,
+    pub(crate) ln_b: &'w CudaSlice<f32>,
+}
+
+/// The shapes of one packed batch that the attention sub-layer needs.
+pub(crate) struct AttentionShape {
+    pub(crate) tokens: usize,
+    pub(crate) seqs: usize,
+    pub(crate) max_seqlen: usize,
+    pub(crate) heads: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) eps: f32,
+}
+
+impl Pass<'_> {
+    /// The attention sub-layer of a post-LN encoder, from the biased (and, for gte, rotated)
+    /// `qkv` to `LN(x + o_proj(attention) + b_o)`; every family's forward is this between its
+    /// QKV epilogue and its MLP. On the `last` layer with the flash path only the first row
+    /// of each sequence is computed (keys and values of every token), compacted into the
+    /// first `seqs` rows of `ctx`, and marks go quiet so that the rest of the layer is timed
+    /// as one op: returns true, and the caller runs its MLP on those rows of `ctx`, then
+    /// clears `quiet` and marks `Op::ClsRows`. Otherwise `x` is updated in place (false).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn attention_sublayer(
+        &mut self,
+        path: AttentionPath,
+        last: bool,
+        qkv: &CudaSlice<f16>,
+        x: &mut CudaSlice<f16>,
+        ctx: &mut CudaSlice<f16>,
+        proj: &mut CudaSlice<f16>,
+        cu: &CudaView<'_, u32>,
+        w: &AttentionWeights<'_>,
+        b: &AttentionShape,
+    ) -> Result<bool> {
+        let gpu = self.gpu;
+        let (n, s, heads, d) = (b.tokens, b.seqs, b.heads, b.head_dim);
+        let h = heads * d;
+        if last && path == AttentionPath::Flash {
+            gpu.attention_cls_with_head_dim(
+                &qkv.slice(0..n * 3 * h),
+                &mut ctx.slice_mut(0..s * h),
+                cu,
+                s,
+                n,
+                heads,
+                d,
+            )?;
+            self.mark(Op::ClsAttention)?;
+            self.quiet = true;
+            self.linear(
+                GemmKind::OProj,
+                &ctx.slice(0..s * h),
+                w.o_w,
+                &mut proj.slice_mut(0..s * h),
+                s,
+                h,
+                h,
+            )?;
+            // The first rows of x, compacted into ctx (its attention output was consumed).
+            gpu.bias_residual_layernorm_rows(
+                &x.slice(0..n * h),
+                cu,
+                n - 1,
+                &proj.slice(0..s * h),
+                Some(&w.o_b.as_view()),
+                w.ln_g,
+                w.ln_b,
+                &mut ctx.slice_mut(0..s * h),
+                s,
+                h,
+                b.eps,
+            )?;
+            return Ok(true);
+        }
+        match path {
+            AttentionPath::Flash => gpu.attention_flash_with_head_dim(
+                &qkv.slice(0..n * 3 * h),
+                &mut ctx.slice_mut(0..n * h),
+                cu,
+                s,
+                n,
+                b.max_seqlen,
+                heads,
+                d,
+            )?,
+            AttentionPath::Reference => gpu.attention_reference(
+                &qkv.slice(0..n * 3 * h),
+                &mut ctx.slice_mut(0..n * h),
+                cu,
+                s,
+                n,
+                heads,
+                d,
+            )?,
+        }
+        self.mark(Op::Attention)?;
+        self.linear(
+            GemmKind::OProj,
+            &ctx.slice(0..n * h),
+            w.o_w,
+            &mut proj.slice_mut(0..n * h),
+            n,
+            h,
+            h,
+        )?;
+        self.mark(Op::OProjGemm)?;
+        gpu.bias_residual_layernorm(
+            &mut x.slice_mut(0..n * h),
+            &proj.slice(0..n * h),
+            Some(&w.o_b.as_view()),
+            w.ln_g,
+            w.ln_b,
+            n,
+            h,
+            b.eps,
+        )?;
+        self.mark(Op::AttnLayerNorm)?;
+        Ok(false)
     }
 }
 

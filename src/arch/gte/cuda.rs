@@ -18,8 +18,8 @@ use crate::batch::PackedBatch;
 use crate::config::ModelConfig;
 use crate::cuda::kernels;
 use crate::cuda::model::{
-    check_model_shape, grown_capacity, validate_batch, AttentionPath, GpuOptions, Pass, State, Uploader, Workspace,
-    DEFAULT_BATCH_TOKENS,
+    check_model_shape, grown_capacity, validate_batch, AttentionPath, AttentionShape, AttentionWeights, GpuOptions,
+    Pass, State, Uploader, Workspace, WorkspaceLayout, DEFAULT_BATCH_TOKENS,
 };
 use crate::cuda::profile::{self, Op, Profiler};
 use crate::cuda::runtime::{self, DeviceResultExt, Gpu};
@@ -202,23 +202,7 @@ impl GpuModel {
         let State {
             ws, profiler, tuner, ..
         } = &mut *guard;
-        let cap = grown_capacity(ws.sizes.tokens, n);
-        if cap != ws.sizes.tokens {
-            // Free the big buffers before allocating the larger ones; when the larger ones do not
-            // fit, get the old size back (best effort) so the split halves of the batch that
-            // `forward_split_on_oom` retries do not each pay a reallocation.
-            let old_cap = ws.sizes.tokens;
-            *ws = Workspace::new(gpu, 1, h, inter)?;
-            match Workspace::new(gpu, cap, h, inter) {
-                Ok(bigger) => *ws = bigger,
-                Err(e) => {
-                    if let Ok(old) = Workspace::new(gpu, old_cap, h, inter) {
-                        *ws = old;
-                    }
-                    return Err(e);
-                }
-            }
-        }
+        ws.ensure_capacity(gpu, n, WorkspaceLayout::gated_mlp(h, inter))?;
         let mut pass = Pass {
             gpu,
             profiler: profiler.as_mut(),
@@ -273,6 +257,14 @@ impl GpuModel {
         )?;
         pass.mark(Op::Embedding)?;
 
+        let shape = AttentionShape {
+            tokens: n,
+            seqs: s,
+            max_seqlen: batch.max_seqlen,
+            heads,
+            head_dim: d,
+            eps,
+        };
         let n_layers = w.layers.len();
         let mut cls_only = false;
         for (l, lw) in w.layers.iter().enumerate() {
@@ -297,91 +289,29 @@ impl GpuModel {
                 d,
             )?;
             pass.mark(Op::QkvBiasRope)?;
-            if last && self.attention == AttentionPath::Flash {
-                // Keys and values of every token, the query, o_proj and MLP of CLS rows only.
+            let rows_only = pass.attention_sublayer(
+                self.attention,
+                last,
+                qkv,
+                x,
+                ctx,
+                proj,
+                &cu,
+                &AttentionWeights {
+                    o_w: &lw.o_w,
+                    o_b: &lw.o_b,
+                    ln_g: &lw.attn_g,
+                    ln_b: &lw.attn_b,
+                },
+                &shape,
+            )?;
+            if rows_only {
+                // The MLP and the head on the first rows only, as the CPU forward.
                 cls_only = true;
-                gpu.attention_cls_with_head_dim(
-                    &qkv.slice(0..n * 3 * h),
-                    &mut ctx.slice_mut(0..s * h),
-                    &cu,
-                    s,
-                    n,
-                    heads,
-                    d,
-                )?;
-                pass.mark(Op::ClsAttention)?;
-                // The rest of the last layer is timed as one op.
-                pass.quiet = true;
-                pass.linear(
-                    GemmKind::OProj,
-                    &ctx.slice(0..s * h),
-                    &lw.o_w,
-                    &mut proj.slice_mut(0..s * h),
-                    s,
-                    h,
-                    h,
-                )?;
-                // Compact CLS rows into ctx (its attention output was consumed by o_proj).
-                gpu.bias_residual_layernorm_rows(
-                    &x.slice(0..n * h),
-                    &cu,
-                    n - 1,
-                    &proj.slice(0..s * h),
-                    Some(&lw.o_b.as_view()),
-                    &lw.attn_g,
-                    &lw.attn_b,
-                    &mut ctx.slice_mut(0..s * h),
-                    s,
-                    h,
-                    eps,
-                )?;
                 self.mlp(&mut pass, lw, ctx, proj, ug, act, s)?;
                 pass.quiet = false;
                 pass.mark(Op::ClsRows)?;
             } else {
-                match self.attention {
-                    AttentionPath::Flash => gpu.attention_flash_with_head_dim(
-                        &qkv.slice(0..n * 3 * h),
-                        &mut ctx.slice_mut(0..n * h),
-                        &cu,
-                        s,
-                        n,
-                        batch.max_seqlen,
-                        heads,
-                        d,
-                    )?,
-                    AttentionPath::Reference => gpu.attention_reference(
-                        &qkv.slice(0..n * 3 * h),
-                        &mut ctx.slice_mut(0..n * h),
-                        &cu,
-                        s,
-                        n,
-                        heads,
-                        d,
-                    )?,
-                }
-                pass.mark(Op::Attention)?;
-                pass.linear(
-                    GemmKind::OProj,
-                    &ctx.slice(0..n * h),
-                    &lw.o_w,
-                    &mut proj.slice_mut(0..n * h),
-                    n,
-                    h,
-                    h,
-                )?;
-                pass.mark(Op::OProjGemm)?;
-                gpu.bias_residual_layernorm(
-                    &mut x.slice_mut(0..n * h),
-                    &proj.slice(0..n * h),
-                    Some(&lw.o_b.as_view()),
-                    &lw.attn_g,
-                    &lw.attn_b,
-                    n,
-                    h,
-                    eps,
-                )?;
-                pass.mark(Op::AttnLayerNorm)?;
                 self.mlp(&mut pass, lw, x, proj, ug, act, n)?;
             }
         }
